@@ -1,0 +1,293 @@
+"""The one typed configuration of a run, validated once at the edge.
+
+A config comes from a YAML file plus dotted ``key=value`` overrides (``train.epochs=3``); the CLI,
+the Python API and (later) the web UI all build a :class:`RunConfig` and hand it to the same
+functions. Unknown keys are errors, never silently ignored, and the message names the key and the
+keys that are allowed there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
+SchedulerName = Literal["none", "constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"]
+
+# Metrics where a smaller value is better; every other metric is maximised.
+MINIMISED_METRICS = frozenset({"loss", "mse", "mae"})
+
+DEFAULT_METRICS: dict[str, list[str]] = {
+    "single_label_classification": ["accuracy", "f1", "mcc", "auroc"],
+    "multi_label_classification": ["f1_max", "auroc", "f1"],
+    "regression": ["spearman", "pearson", "mse", "mae", "r2"],
+}
+DEFAULT_MONITOR: dict[str, str] = {
+    "single_label_classification": "mcc",
+    "multi_label_classification": "f1_max",
+    "regression": "spearman",
+}
+METRICS_BY_PROBLEM: dict[str, frozenset[str]] = {
+    "single_label_classification": frozenset({"accuracy", "precision", "recall", "f1", "mcc", "auroc"}),
+    "multi_label_classification": frozenset(
+        {"accuracy", "precision", "recall", "f1", "mcc", "auroc", "f1_max"}
+    ),
+    "regression": frozenset({"spearman", "pearson", "mse", "mae", "r2"}),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote is invalid; the message says which key and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    path: str = Field(description="Folder with train/validation/test files, or a Hugging Face dataset id")
+    train_file: str | None = Field(None, description="Explicit train file (overrides discovery in `path`)")
+    validation_file: str | None = None
+    test_file: str | None = None
+    problem_type: ProblemType
+    num_labels: int | None = Field(
+        None, ge=1, description="Classes for classification; inferred from the labels when omitted"
+    )
+    label_names: list[str] | None = Field(None, description="Class names, index i names label i")
+    sequence_column: str = "aa_seq"
+    label_column: str = "label"
+    name_column: str = "name"
+    foldseek_column: str = "foldseek_seq"
+    ss8_column: str = "ss8_seq"
+    unknown_residues: Literal["error", "map_to_x"] = Field(
+        "error", description="Letters outside the 20 standard residues + X: stop with an error, or map to X"
+    )
+    max_seq_len: int | None = Field(
+        1022, ge=1, description="Residues kept per sequence; longer ones follow `truncation`"
+    )
+    truncation: Literal["keep_start", "error"] = Field(
+        "keep_start", description="keep_start: keep the first max_seq_len residues (counted and reported)"
+    )
+    batch_size: int = Field(16, ge=1)
+    max_tokens_per_batch: int | None = Field(
+        None, ge=1, description="Token budget per batch (batch token mode); overrides batch_size"
+    )
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _labels_consistent(self) -> DataConfig:
+        if self.label_names is not None and self.num_labels is not None:
+            if len(self.label_names) != self.num_labels:
+                raise ValueError(
+                    f"data.label_names has {len(self.label_names)} names but data.num_labels is {self.num_labels}"
+                )
+        if self.problem_type == "regression" and (self.num_labels not in (None, 1)):
+            raise ValueError("data.num_labels must be 1 or omitted for regression")
+        return self
+
+
+class HeadConfig(_Section):
+    hidden_dims: list[int] = Field(default_factory=lambda: [256], description="Hidden layer sizes; [] = linear")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    norm: Literal["none", "layernorm", "batchnorm"] = "none"
+    activation: Literal["relu", "gelu", "silu", "tanh"] = "gelu"
+    init: Literal["xavier", "kaiming", "normal"] = "xavier"
+
+
+class LoraConfig(_Section):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = Field(None, description="None: the family's default modules")
+
+
+class ModelConfig(_Section):
+    name: str = Field(description="Hugging Face hub id, local model folder, or alias (antiberty, onehot)")
+    family: Literal["auto", "esm", "bert", "t5", "onehot"] = Field(
+        "auto", description="auto: detected from the model's config.json"
+    )
+    method: str = Field("freeze", description="Training method: freeze, full (PEFT methods via registry)")
+    pooler: str = Field("mean", description="mean, attention1d, light_attention, cls, flatten")
+    pooler_dropout: float = Field(0.25, ge=0.0, lt=1.0, description="Dropout inside attention poolers")
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class SchedulerConfig(_Section):
+    name: SchedulerName = "linear"
+    warmup_steps: int = Field(0, ge=0, description="Warm-up optimizer steps (or use warmup_ratio)")
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Warm-up as a share of all optimizer steps")
+    num_cycles: int = Field(1, ge=1, description="cosine_with_restarts: number of hard restarts")
+    power: float = Field(1.0, gt=0.0, description="polynomial: decay power")
+    lr_end: float = Field(0.0, ge=0.0, description="polynomial: final learning rate")
+    step_size: int = Field(100, ge=1, description="step: optimizer steps between decays")
+    gamma: float = Field(0.5, gt=0.0, le=1.0, description="step: decay factor")
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> SchedulerConfig:
+        if self.warmup_steps and self.warmup_ratio:
+            raise ValueError("give train.scheduler.warmup_steps or train.scheduler.warmup_ratio, not both")
+        return self
+
+
+class EarlyStoppingConfig(_Section):
+    monitor: str | None = Field(None, description="Validation metric or 'loss'; None: the problem type's default")
+    patience: int | None = Field(5, ge=1, description="Epochs without improvement before stopping; None: never stop")
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    seed: int = 42
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "no", description="Opt-in; bf16 matmuls are far slower than fp32 on CPUs without AMX"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = Field(True, description="Show progress bars")
+
+
+class BootstrapConfig(_Section):
+    resamples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class BaselineConfig(_Section):
+    enabled: bool = True
+    shuffled_labels: bool = Field(False, description="Also train this model on shuffled labels (costs a run)")
+
+
+class EvaluationConfig(_Section):
+    metrics: list[str] | None = Field(None, description="None: the problem type's defaults")
+    multi_label_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    baselines: BaselineConfig = Field(default_factory=BaselineConfig)
+
+
+class OutputConfig(_Section):
+    dir: str = "runs"
+    name: str | None = Field(None, description="Run folder name; None: <model>-<method>-<timestamp>")
+    overwrite: bool = Field(False, description="Allow writing into an existing run folder")
+
+
+class RunConfig(_Section):
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        problem = self.data.problem_type
+        allowed = METRICS_BY_PROBLEM[problem]
+        for metric in self.evaluation.metrics or []:
+            if metric not in allowed:
+                raise ValueError(
+                    f"evaluation.metrics: '{metric}' is not a {problem} metric; choose from {sorted(allowed)}"
+                )
+        monitor = self.train.early_stopping.monitor
+        if monitor is not None and monitor != "loss" and monitor not in allowed:
+            raise ValueError(
+                f"train.early_stopping.monitor: '{monitor}' is not a {problem} metric; "
+                f"choose 'loss' or one of {sorted(allowed)}"
+            )
+        return self
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.evaluation.metrics or DEFAULT_METRICS[self.data.problem_type])
+
+    @property
+    def monitor(self) -> str:
+        return self.train.early_stopping.monitor or DEFAULT_MONITOR[self.data.problem_type]
+
+    @property
+    def monitor_mode(self) -> Literal["min", "max"]:
+        return "min" if self.monitor in MINIMISED_METRICS else "max"
+
+
+def _parse_value(text: str) -> Any:
+    """`key=value` values are YAML scalars/lists, so `a=3`, `a=null`, `a=[x,y]` mean what they look like."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.epochs=3)")
+        dotted, value = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = raw
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': '{key}' holds a value, not a section")
+            node = child
+        node[keys[-1]] = _parse_value(value)
+    return raw
+
+
+def _allowed_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
+    for part in location[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return sorted(model.model_fields)
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(RunConfig, item["loc"])
+            lines.append(f"  - unknown key '{location}'; allowed here: {', '.join(allowed)}")
+        elif item["type"] == "missing":
+            lines.append(f"  - missing required key '{location}'")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            where = f"'{location}': " if location else ""
+            lines.append(f"  - {where}{message} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    raw: dict[str, Any] = {}
+    source = "overrides"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections (data, model, train, ...)")
+        source = str(path)
+    raw = apply_overrides(raw, overrides or [])
+    return build_config(raw, source)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

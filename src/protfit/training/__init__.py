@@ -1,0 +1,1 @@
+"""Training: the recipe (train.py) and the pieces it wires together."""

@@ -1,0 +1,138 @@
+"""Checkpoints without pickle: safetensors for every tensor, JSON for everything else.
+
+A checkpoint folder holds `model.safetensors` (only what was trained: see
+`protein_model.trainable_state_dict`) and, for resuming, `training_state.safetensors` +
+`training_state.json` (optimizer, scheduler, RNG streams, early stopping, epoch/step). Folders are
+written beside their final place and renamed into it, so a crash mid-write never leaves a
+half-written checkpoint where the previous good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+MODEL_FILE = "model.safetensors"
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{slot}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[slot] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, slot = key.split(".", 2)
+            state.setdefault(int(index), {})[slot] = value
+    for index, slots in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(slots)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for device, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{device}"] = state
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, python_state, gauss_next = random.getstate()
+    meta = {
+        "numpy": [kind, int(position), int(has_gauss), float(cached)],
+        "python": [version, list(python_state), gauss_next],
+    }
+    return tensors, meta
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = sorted(key for key in tensors if key.startswith("rng.cuda."))
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[key] for key in cuda_states])
+    kind, position, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
+    version, python_state, gauss_next = meta["python"]
+    random.setstate((version, tuple(python_state), gauss_next))
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    # Rename is atomic on one filesystem; the old folder is moved aside first and removed last, so
+    # at every instant one complete checkpoint exists.
+    backup = target.with_name(target.name + ".old")
+    if backup.exists():
+        shutil.rmtree(backup)
+    if target.exists():
+        os.replace(target, backup)
+    os.replace(staging, target)
+    if backup.exists():
+        shutil.rmtree(backup)
+
+
+def save_checkpoint(
+    folder: Path,
+    model_state: dict[str, torch.Tensor],
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    progress: dict[str, Any] | None = None,
+) -> None:
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".tmp")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    save_file({key: value.detach().cpu().contiguous() for key, value in model_state.items()}, staging / MODEL_FILE)
+    if optimizer is not None:
+        optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer.state_dict())
+        rng_tensors, rng_meta = _rng_state()
+        save_file({**optimizer_tensors, **rng_tensors}, staging / STATE_TENSORS)
+        meta = {
+            "optimizer": optimizer_meta,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": rng_meta,
+            "progress": progress or {},
+        }
+        (staging / STATE_JSON).write_text(json.dumps(meta))
+    _replace_dir(staging, folder)
+
+
+def load_model_state(folder: Path) -> dict[str, torch.Tensor]:
+    path = Path(folder) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return load_file(path)
+
+
+def load_training_state(
+    folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """Restore optimizer, scheduler and RNG streams; return the saved progress dict."""
+    folder = Path(folder)
+    if not (folder / STATE_JSON).is_file():
+        raise FileNotFoundError(f"{folder} holds no training state to resume from")
+    tensors = load_file(folder / STATE_TENSORS)
+    meta = json.loads((folder / STATE_JSON).read_text())
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    if scheduler is not None and meta["scheduler"] is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    _restore_rng(tensors, meta["rng"])
+    return meta["progress"]

@@ -1,0 +1,128 @@
+"""Loss, label scaling and a forward pass over a whole split (shared by training, eval and predict)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from protfit.metrics import outputs_from_logits, predicted_labels
+
+
+class _RegressionLoss(nn.MSELoss):
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits.squeeze(-1), labels)
+
+
+def loss_function(problem_type: str) -> nn.Module:
+    """Criterion taking (logits from the head, labels from the collator)."""
+    return {
+        "single_label_classification": nn.CrossEntropyLoss(),
+        "multi_label_classification": nn.BCEWithLogitsLoss(),
+        "regression": _RegressionLoss(),
+    }[problem_type]
+
+
+@dataclass(frozen=True)
+class LabelScaling:
+    """Regression targets are standardised with the training split's mean and spread.
+
+    Fitness-like labels come in arbitrary units; a head trained on raw values with a shared learning
+    rate converges slowly or not at all. Outputs are mapped back, so users only ever see their units.
+    Classification labels pass through unchanged.
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, problem_type: str) -> LabelScaling:
+        if problem_type != "regression":
+            return cls()
+        values = train["label"].to_numpy(dtype=np.float64)
+        spread = float(values.std())
+        return cls(mean=float(values.mean()), std=spread if spread > 0 else 1.0)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> LabelScaling:
+        return cls(mean=payload["mean"], std=payload["std"])
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std}
+
+    def scale(self, labels: torch.Tensor) -> torch.Tensor:
+        if self.mean == 0.0 and self.std == 1.0:
+            return labels
+        return (labels - self.mean) / self.std
+
+    def unscale(self, values: np.ndarray) -> np.ndarray:
+        return values * self.std + self.mean
+
+
+@dataclass
+class SplitOutputs:
+    loss: float
+    outputs: np.ndarray  # rows in the split's original order
+    targets: np.ndarray | None
+
+
+@torch.no_grad()
+def evaluate(model, loader, criterion, scaling: LabelScaling, accelerator, problem_type: str) -> SplitOutputs:
+    """Forward a whole split; length-bucketed batches are put back into the split's row order."""
+    model.eval()
+    outputs, targets, indices = [], [], []
+    total_loss, samples = 0.0, 0
+    for batch in loader:
+        batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+        with accelerator.autocast():
+            logits = model(batch["input_ids"], batch["attention_mask"], batch["residue_mask"])
+        logits = logits.float()
+        if "labels" in batch:
+            size = batch["input_ids"].shape[0]
+            total_loss += criterion(logits, scaling.scale(batch["labels"])).item() * size
+            samples += size
+            targets.append(batch["labels"].cpu().numpy())
+        outputs.append(outputs_from_logits(logits.cpu(), problem_type))
+        indices.append(batch["index"].cpu().numpy())
+    order = np.argsort(np.concatenate(indices), kind="stable")
+    stacked = np.concatenate(outputs)[order]
+    if problem_type == "regression":
+        stacked = scaling.unscale(stacked)
+    return SplitOutputs(
+        loss=total_loss / samples if samples else float("nan"),
+        outputs=stacked,
+        targets=np.concatenate(targets)[order] if targets else None,
+    )
+
+
+def write_predictions(
+    path: Path,
+    frame: pd.DataFrame,
+    outputs: np.ndarray,
+    problem_type: str,
+    label_names: list[str] | None,
+    threshold: float,
+) -> pd.DataFrame:
+    """One row per sequence: prediction, and class probabilities / label scores where they exist."""
+    table = pd.DataFrame({"name": frame["name"].to_numpy()})
+    if "label" in frame:
+        table["label"] = frame["label"].to_numpy()
+    predicted = predicted_labels(outputs, problem_type, threshold)
+    if problem_type == "regression":
+        table["prediction"] = predicted
+    elif problem_type == "single_label_classification":
+        table["prediction"] = predicted
+        if label_names:
+            table["prediction_name"] = [label_names[index] for index in predicted]
+        for index in range(outputs.shape[1]):
+            table[f"prob_{label_names[index] if label_names else index}"] = outputs[:, index]
+    else:
+        table["prediction"] = [",".join(str(i) for i in np.flatnonzero(row)) for row in predicted]
+        for index in range(outputs.shape[1]):
+            table[f"score_{label_names[index] if label_names else index}"] = outputs[:, index]
+    table.to_csv(path, index=False)
+    return table

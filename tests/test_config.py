@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from protfit.config import ConfigError, load_config, save_config
+
+BASE = {
+    "data": {"path": "some/folder", "problem_type": "single_label_classification"},
+    "model": {"name": "tiny-esm2"},
+}
+
+
+def write(tmp_path: Path, payload: dict) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(payload))
+    return path
+
+
+def test_yaml_plus_overrides_are_typed(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["train.epochs=3", "model.head.hidden_dims=[64,32]", "train.max_grad_norm=null"])
+    assert cfg.train.epochs == 3
+    assert cfg.model.head.hidden_dims == [64, 32]
+    assert cfg.train.max_grad_norm is None
+
+
+def test_unknown_key_names_key_and_allowed_keys(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, BASE), ["train.epoch=3"])
+    message = str(error.value)
+    assert "unknown key 'train.epoch'" in message
+    assert "epochs" in message and "learning_rate" in message
+
+
+def test_unknown_top_level_section(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'trian'.*allowed here: data, evaluation, model, output, train"):
+        load_config(write(tmp_path, {**BASE, "trian": {}}))
+
+
+def test_bad_literal_value_lists_allowed_values(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, BASE), ["train.scheduler.name=cosin"])
+    assert "train.scheduler.name" in str(error.value) and "cosine_with_restarts" in str(error.value)
+
+
+def test_missing_required_key(tmp_path):
+    with pytest.raises(ConfigError, match="missing required key 'data.problem_type'"):
+        load_config(write(tmp_path, {"data": {"path": "x"}, "model": {"name": "m"}}))
+
+
+def test_metric_and_monitor_checked_against_problem_type(tmp_path):
+    path = write(tmp_path, BASE)
+    with pytest.raises(ConfigError, match="'spearman' is not a single_label_classification metric"):
+        load_config(path, ["evaluation.metrics=[accuracy,spearman]"])
+    with pytest.raises(ConfigError, match="monitor"):
+        load_config(path, ["train.early_stopping.monitor=r2"])
+    assert load_config(path, ["train.early_stopping.monitor=loss"]).monitor_mode == "min"
+
+
+def test_defaults_per_problem_type(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.monitor == "mcc" and cfg.monitor_mode == "max"
+    assert "auroc" in cfg.metric_names
+    regression = load_config(write(tmp_path, BASE), ["data.problem_type=regression"])
+    assert regression.monitor == "spearman"
+    assert load_config(write(tmp_path, BASE), ["data.problem_type=regression", "train.early_stopping.monitor=mse"]).monitor_mode == "min"
+
+
+def test_override_syntax_errors(tmp_path):
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(write(tmp_path, BASE), ["train.epochs"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_warmup_steps_and_ratio_are_exclusive(tmp_path):
+    with pytest.raises(ConfigError, match="warmup_steps or .*warmup_ratio"):
+        load_config(write(tmp_path, BASE), ["train.scheduler.warmup_steps=5", "train.scheduler.warmup_ratio=0.1"])
+
+
+def test_saved_config_reloads_identically(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["train.epochs=7", "model.method=full"])
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == cfg
