@@ -18,7 +18,10 @@ def write(tmp_path: Path, payload: dict) -> Path:
 
 
 def test_yaml_plus_overrides_are_typed(tmp_path):
-    cfg = load_config(write(tmp_path, BASE), ["train.epochs=3", "model.head.hidden_dims=[64,32]", "train.max_grad_norm=null"])
+    cfg = load_config(
+        write(tmp_path, BASE),
+        ["train.epochs=3", "model.head.hidden_dims=[64,32]", "train.max_grad_norm=null"],
+    )
     assert cfg.train.epochs == 3
     assert cfg.model.head.hidden_dims == [64, 32]
     assert cfg.train.max_grad_norm is None
@@ -33,7 +36,9 @@ def test_unknown_key_names_key_and_allowed_keys(tmp_path):
 
 
 def test_unknown_top_level_section(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key 'trian'.*allowed here: data, evaluation, model, output, train"):
+    with pytest.raises(
+        ConfigError, match="unknown key 'trian'.*allowed here: data, evaluation, model, output, train"
+    ):
         load_config(write(tmp_path, {**BASE, "trian": {}}))
 
 
@@ -63,7 +68,12 @@ def test_defaults_per_problem_type(tmp_path):
     assert "auroc" in cfg.metric_names
     regression = load_config(write(tmp_path, BASE), ["data.problem_type=regression"])
     assert regression.monitor == "spearman"
-    assert load_config(write(tmp_path, BASE), ["data.problem_type=regression", "train.early_stopping.monitor=mse"]).monitor_mode == "min"
+    assert (
+        load_config(
+            write(tmp_path, BASE), ["data.problem_type=regression", "train.early_stopping.monitor=mse"]
+        ).monitor_mode
+        == "min"
+    )
 
 
 def test_override_syntax_errors(tmp_path):
@@ -75,7 +85,9 @@ def test_override_syntax_errors(tmp_path):
 
 def test_warmup_steps_and_ratio_are_exclusive(tmp_path):
     with pytest.raises(ConfigError, match="warmup_steps or .*warmup_ratio"):
-        load_config(write(tmp_path, BASE), ["train.scheduler.warmup_steps=5", "train.scheduler.warmup_ratio=0.1"])
+        load_config(
+            write(tmp_path, BASE), ["train.scheduler.warmup_steps=5", "train.scheduler.warmup_ratio=0.1"]
+        )
 
 
 def test_saved_config_reloads_identically(tmp_path):

@@ -8,11 +8,14 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from protfit.config import RunConfig, load_config
+    from protfit.inference import TrainedModel, load
     from protfit.training.train import RunResult, train
 
 _LAZY = {
     "train": ("protfit.training.train", "train"),
     "RunResult": ("protfit.training.train", "RunResult"),
+    "load": ("protfit.inference", "load"),
+    "TrainedModel": ("protfit.inference", "TrainedModel"),
     "RunConfig": ("protfit.config", "RunConfig"),
     "load_config": ("protfit.config", "load_config"),
 }
@@ -28,4 +31,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'protfit' has no attribute {name!r}")
 
 
-__all__ = ["train", "RunResult", "RunConfig", "load_config", "__version__"]
+__all__ = ["RunConfig", "RunResult", "TrainedModel", "__version__", "load", "load_config", "train"]

@@ -6,10 +6,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from protfit.config import ConfigError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, FileExistsError, RuntimeError, ValueError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    FileNotFoundError,
+    FileExistsError,
+    RuntimeError,
+    ValueError,
+)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -21,6 +28,39 @@ def _train(args: argparse.Namespace) -> None:
         # `protfit train --resume RUN_DIR key=value`: the first positional is an override, not a file
         args.overrides.insert(0, args.config)
     train(args.config if args.resume is None else None, args.overrides, resume_from=args.resume)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from protfit.data.loading import load_dataset_splits
+    from protfit.inference import load, read_labelled
+    from protfit.report.confidence import format_with_interval
+
+    model = load(args.run_dir)
+    if args.data is not None:
+        frame, label = read_labelled(model, args.data), Path(args.data).stem
+    else:
+        split = getattr(load_dataset_splits(model.config.data), args.split)
+        if split is None:
+            raise FileNotFoundError(f"the run's data ({model.config.data.path}) has no {args.split} split")
+        frame, label = split.frame, args.split
+    out_dir = Path(args.output) if args.output else Path(args.run_dir) / "eval" / label
+    metrics = model.evaluate(frame, out_dir)
+    print(
+        f"{len(frame)} sequences ({label}); metrics with bootstrap {model.config.evaluation.bootstrap.confidence:.0%} interval:"
+    )
+    for name, entry in metrics.items():
+        print(f"  {name:<10} {format_with_interval(entry['value'], (entry['low'], entry['high']))}")
+    print(f"written to {out_dir}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from protfit.data.loading import read_sequences
+    from protfit.inference import load
+
+    model = load(args.run_dir)
+    frame = read_sequences(args.input, model.config.data, num_labels=model.num_labels)
+    table = model.predict(frame, output_csv=args.output)
+    print(f"{len(table)} predictions written to {args.output}")
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -37,8 +77,33 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model from a YAML config (+ key=value overrides)")
     train.add_argument("config", nargs="?", help="YAML config file")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=3 model.method=full")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint"
+    )
     train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "eval", help="metrics (with bootstrap intervals) of a trained run on labelled data"
+    )
+    evaluate.add_argument("run_dir", help="run folder written by `protfit train`")
+    source = evaluate.add_mutually_exclusive_group()
+    source.add_argument("--data", help="labelled file (CSV/TSV/JSON/parquet/FASTA) to evaluate on")
+    source.add_argument(
+        "--split",
+        choices=["train", "validation", "test"],
+        default="test",
+        help="a split of the run's own data (default: test)",
+    )
+    evaluate.add_argument("-o", "--output", help="output folder (default: RUN_DIR/eval/<data name>)")
+    evaluate.set_defaults(handler=_eval)
+
+    predict = commands.add_parser(
+        "predict", help="predict labels / values for sequences in a FASTA or CSV file"
+    )
+    predict.add_argument("run_dir", help="run folder written by `protfit train`")
+    predict.add_argument("input", help="FASTA or CSV/TSV/JSON/parquet file with sequences")
+    predict.add_argument("-o", "--output", required=True, help="CSV file to write")
+    predict.set_defaults(handler=_predict)
 
     models = commands.add_parser("models", help="list model families and aliases, and what works offline")
     models.set_defaults(handler=_models)

@@ -63,7 +63,8 @@ class DataConfig(_Section):
     foldseek_column: str = "foldseek_seq"
     ss8_column: str = "ss8_seq"
     unknown_residues: Literal["error", "map_to_x"] = Field(
-        "error", description="Letters outside the 20 standard residues + X: stop with an error, or map to X"
+        "error",
+        description="Letters outside the 20 standard residues, X and the rare/ambiguous B Z U O: stop with an error, or map to X",
     )
     max_seq_len: int | None = Field(
         1022, ge=1, description="Residues kept per sequence; longer ones follow `truncation`"
@@ -79,18 +80,18 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _labels_consistent(self) -> DataConfig:
-        if self.label_names is not None and self.num_labels is not None:
-            if len(self.label_names) != self.num_labels:
-                raise ValueError(
-                    f"data.label_names has {len(self.label_names)} names but data.num_labels is {self.num_labels}"
-                )
+        names, count = self.label_names, self.num_labels
+        if names is not None and count is not None and len(names) != count:
+            raise ValueError(f"data.label_names has {len(names)} names but data.num_labels is {count}")
         if self.problem_type == "regression" and (self.num_labels not in (None, 1)):
             raise ValueError("data.num_labels must be 1 or omitted for regression")
         return self
 
 
 class HeadConfig(_Section):
-    hidden_dims: list[int] = Field(default_factory=lambda: [256], description="Hidden layer sizes; [] = linear")
+    hidden_dims: list[int] = Field(
+        default_factory=lambda: [256], description="Hidden layer sizes; [] = linear"
+    )
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     norm: Literal["none", "layernorm", "batchnorm"] = "none"
     activation: Literal["relu", "gelu", "silu", "tanh"] = "gelu"
@@ -134,8 +135,12 @@ class SchedulerConfig(_Section):
 
 
 class EarlyStoppingConfig(_Section):
-    monitor: str | None = Field(None, description="Validation metric or 'loss'; None: the problem type's default")
-    patience: int | None = Field(5, ge=1, description="Epochs without improvement before stopping; None: never stop")
+    monitor: str | None = Field(
+        None, description="Validation metric or 'loss'; None: the problem type's default"
+    )
+    patience: int | None = Field(
+        5, ge=1, description="Epochs without improvement before stopping; None: never stop"
+    )
     min_delta: float = Field(0.0, ge=0.0)
 
 

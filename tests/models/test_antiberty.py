@@ -75,7 +75,10 @@ def test_converted_folder_loads_into_bert_model_with_no_missing_or_unexpected_ke
     _, folder = converted
     config = AutoConfig.from_pretrained(folder)
     assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.vocab_size) == (
-        "bert", 8, 512, 25,
+        "bert",
+        8,
+        512,
+        25,
     )
     model = BertModel(config, add_pooling_layer=False)
     result = model.load_state_dict(load_file(folder / ENCODER_FILE), strict=True)
@@ -90,8 +93,11 @@ def test_tokenizer_maps_every_residue_to_its_own_token(converted) -> None:
     ids = [tokenizer.convert_tokens_to_ids(residue) for residue in RESIDUES]
     assert tokenizer.unk_token_id not in ids and len(set(ids)) == 20
     encoded = tokenizer(" ".join("EVQLV"))["input_ids"]
-    assert encoded == [tokenizer.cls_token_id, *(tokenizer.convert_tokens_to_ids(r) for r in "EVQLV"),
-                       tokenizer.sep_token_id]
+    assert encoded == [
+        tokenizer.cls_token_id,
+        *(tokenizer.convert_tokens_to_ids(r) for r in "EVQLV"),
+        tokenizer.sep_token_id,
+    ]
 
 
 @needs_wheel
@@ -100,15 +106,21 @@ def test_safetensors_round_trip_the_wheel_weights_exactly(converted, wheel_state
     encoder = load_file(folder / ENCODER_FILE)
     head = load_file(folder / MLM_HEAD_FILE)
     dropped = {"bert.embeddings.position_ids", "cls.predictions.decoder.weight"}
-    kept = {key for key in wheel_state if not key.startswith(("bert.pooler.", "cls.species", "cls.chain",
-                                                              "cls.graft")) and key not in dropped}
+    kept = {
+        key
+        for key in wheel_state
+        if not key.startswith(("bert.pooler.", "cls.species", "cls.chain", "cls.graft"))
+        and key not in dropped
+    }
     assert {f"bert.{key}" for key in encoder} | set(head) == kept
     for key, tensor in encoder.items():
         assert torch.equal(tensor, wheel_state[f"bert.{key}"]), key
     for key, tensor in head.items():
         assert torch.equal(tensor, wheel_state[key]), key
     # the dropped decoder weight is the embedding matrix, so nothing is lost by re-tying it
-    assert torch.equal(wheel_state["cls.predictions.decoder.weight"], encoder["embeddings.word_embeddings.weight"])
+    assert torch.equal(
+        wheel_state["cls.predictions.decoder.weight"], encoder["embeddings.word_embeddings.weight"]
+    )
 
 
 def _masked_recovery(model: BertForMaskedLM, tokenizer, sequence: str, stride: int = 12) -> float:
@@ -141,7 +153,9 @@ def test_pretrained_weights_recover_masked_antibody_residues_and_random_ones_do_
 
 
 @needs_wheel
-def test_second_resolve_reuses_the_cache_without_converting(converted, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_resolve_reuses_the_cache_without_converting(
+    converted, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache, folder = converted
     monkeypatch.setenv("PROTFIT_CACHE", str(cache))
     before = {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}

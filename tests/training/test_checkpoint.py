@@ -25,8 +25,13 @@ def take_steps(model, optimizer, scheduler, steps=3):
 def test_resuming_reproduces_the_uninterrupted_continuation(tmp_path):
     model, optimizer, scheduler = make_training_objects()
     take_steps(model, optimizer, scheduler)
-    save_checkpoint(tmp_path / "last", model.state_dict(), optimizer=optimizer, scheduler=scheduler,
-                    progress={"epoch": 2, "global_step": 3})
+    save_checkpoint(
+        tmp_path / "last",
+        model.state_dict(),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        progress={"epoch": 2, "global_step": 3},
+    )
     numpy_draw, python_draw = np.random.rand(3), random.random()
     take_steps(model, optimizer, scheduler)  # the uninterrupted run (its batches come from the torch RNG)
 
@@ -37,7 +42,7 @@ def test_resuming_reproduces_the_uninterrupted_continuation(tmp_path):
     assert resumed_scheduler.last_epoch == 3
     assert np.array_equal(np.random.rand(3), numpy_draw) and random.random() == python_draw
     take_steps(resumed_model, resumed_optimizer, resumed_scheduler)
-    for resumed, uninterrupted in zip(resumed_model.parameters(), model.parameters()):
+    for resumed, uninterrupted in zip(resumed_model.parameters(), model.parameters(), strict=True):
         assert torch.equal(resumed, uninterrupted)
 
 

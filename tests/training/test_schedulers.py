@@ -27,7 +27,7 @@ def run_schedule(cfg: SchedulerConfig, total: int) -> list[float]:
         ("cosine_with_restarts", {"num_cycles": 3}, 0.0),
         ("polynomial", {"lr_end": 1e-5, "power": 2.0}, 1e-5),
         ("constant", {}, PEAK),
-        ("step", {"step_size": 10, "gamma": 0.5}, PEAK * 0.5 ** 3),
+        ("step", {"step_size": 10, "gamma": 0.5}, PEAK * 0.5**3),
     ],
 )
 def test_each_schedule_reaches_its_end_value_on_the_last_step(name, extra, end):

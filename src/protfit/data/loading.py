@@ -149,7 +149,7 @@ def read_table(path: Path, cfg: DataConfig) -> pd.DataFrame:
     except DataError:
         raise
     # pandas/pyarrow raise many exception types; the user needs the file and the reason, not a traceback
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise DataError(f"could not read this {fmt} file: {error}", file=str(path)) from None
 
 
@@ -234,7 +234,7 @@ def _read_hub(cfg: DataConfig) -> tuple[dict[str, tuple[str, pd.DataFrame]], lis
         else:
             loaded = datasets.load_dataset(cfg.path)
     # network, auth, missing dataset: all end the same way for the user
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         hint = "" if local.is_dir() else f" (no local folder '{cfg.path}' exists either)"
         raise DataError(
             f"could not load the Hugging Face dataset '{cfg.path}': {error}{hint}; download it and point "

@@ -51,8 +51,14 @@ _WHEEL_CONFIG = Path("trained_models/AntiBERTy_md_smooth/config.json")
 _WHEEL_WEIGHTS = Path("trained_models/AntiBERTy_md_smooth/pytorch_model.bin")
 _WHEEL_VOCAB = Path("trained_models/vocab.txt")
 # Keys of the wheel's config.json that describe the original training run, not the architecture.
-_DROPPED_CONFIG_KEYS = ("_name_or_path", "architectures", "transformers_version", "gradient_checkpointing",
-                        "use_cache", "model_type")
+_DROPPED_CONFIG_KEYS = (
+    "_name_or_path",
+    "architectures",
+    "transformers_version",
+    "gradient_checkpointing",
+    "use_cache",
+    "model_type",
+)
 RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 
 
@@ -132,7 +138,9 @@ def cache_is_valid(folder: Path) -> bool:
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
         files: dict[str, str] = manifest["files"]
-        if manifest.get("protfit_format") != _MANIFEST_FORMAT or not {ENCODER_FILE, "config.json"} <= set(files):
+        if manifest.get("protfit_format") != _MANIFEST_FORMAT or not {ENCODER_FILE, "config.json"} <= set(
+            files
+        ):
             return False
         return all(_sha256(folder / name) == digest for name, digest in files.items())
     except (OSError, ValueError, KeyError, TypeError):
@@ -151,7 +159,11 @@ def split_wheel_state_dict(
     encoder: dict[str, torch.Tensor] = {}
     mlm_head: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        if key.startswith("bert.") and not key.startswith("bert.pooler.") and not key.endswith("position_ids"):
+        if (
+            key.startswith("bert.")
+            and not key.startswith("bert.pooler.")
+            and not key.endswith("position_ids")
+        ):
             encoder[key.removeprefix("bert.")] = tensor.contiguous()
         elif key.startswith("cls.predictions.") and key != "cls.predictions.decoder.weight":
             # clone: decoder.bias and predictions.bias share storage, which safetensors refuses to save
@@ -182,7 +194,9 @@ def convert_wheel_weights(wheel: WheelWeights, target: Path) -> None:
     # A checkpoint that does not fit BertModel exactly would load with silently random layers later.
     with torch.device("meta"):
         expected = BertModel(config, add_pooling_layer=False).state_dict()
-    expected_shapes = {key: tuple(value.shape) for key, value in expected.items() if "position_ids" not in key}
+    expected_shapes = {
+        key: tuple(value.shape) for key, value in expected.items() if "position_ids" not in key
+    }
     found_shapes = {key: tuple(value.shape) for key, value in encoder.items()}
     if found_shapes != expected_shapes:
         differing = sorted(set(found_shapes.items()) ^ set(expected_shapes.items()))[:5]
@@ -194,7 +208,9 @@ def convert_wheel_weights(wheel: WheelWeights, target: Path) -> None:
     tokenizer = BertTokenizer.from_pretrained(
         wheel.vocab_dir, do_lower_case=False, model_max_length=config.max_position_embeddings
     )
-    unknown = [residue for residue in RESIDUES if tokenizer.convert_tokens_to_ids(residue) == tokenizer.unk_token_id]
+    unknown = [
+        residue for residue in RESIDUES if tokenizer.convert_tokens_to_ids(residue) == tokenizer.unk_token_id
+    ]
     if unknown or len(tokenizer) != config.vocab_size:
         raise RuntimeError(
             f"the AntiBERTy tokenizer built from {wheel.vocab_dir} has {len(tokenizer)} tokens and maps "

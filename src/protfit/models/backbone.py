@@ -190,7 +190,7 @@ def _load_config(name: str, source: str) -> Any:
         return AutoConfig.from_pretrained(str(path) if path.is_dir() else source)
     except OSError as error:
         raise ModelError(_not_found_message(name, _first_lines(error))) from None
-    except Exception as error:  # noqa: BLE001 (a boundary: any library failure becomes a ModelError)
+    except Exception as error:
         # An unknown model_type (ValueError) or invalid field values (huggingface_hub's validation
         # errors, not ValueErrors) in a user's config.json: say which model, without the stack.
         problem = _first_lines(error)
@@ -245,7 +245,7 @@ def _load_encoder(model_class: type[nn.Module], source: str, kwargs: dict[str, A
             raise ModelError(
                 f"cannot load the weights of '{name}' from {source}: {_first_lines(error)}"
             ) from None
-        except Exception as error:  # noqa: BLE001 (a boundary: any library failure becomes a ModelError)
+        except Exception as error:
             raise ModelError(f"cannot load the weights of '{name}': {_first_lines(error)}") from None
     missing = [key for key in info.get("missing_keys", []) if not key.startswith(_UNUSED_WEIGHTS)]
     if missing:
@@ -293,7 +293,7 @@ def load_backbone(cfg: ModelConfig) -> Backbone:
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source)
-    except Exception as error:  # noqa: BLE001 (a boundary: any library failure becomes a ModelError)
+    except Exception as error:
         # Missing or unreadable tokenizer files surface as many error types; name the model instead.
         raise ModelError(f"cannot load the tokenizer of '{cfg.name}': {_first_lines(error)}") from None
     encoder = _load_encoder(model_class, source, kwargs, cfg.name)

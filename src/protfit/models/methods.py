@@ -31,11 +31,31 @@ def register_method(name: str) -> Callable[[Method], Method]:
     return decorator
 
 
-def apply_method(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
+Requirement = Callable[[RunConfig], None]
+REQUIREMENTS: dict[str, Requirement] = {}
+
+
+def register_requirement(name: str) -> Callable[[Requirement], Requirement]:
+    """A check that a method can run here (a GPU, a package), run before any data or model loads."""
+
+    def decorator(check: Requirement) -> Requirement:
+        REQUIREMENTS[name] = check
+        return check
+
+    return decorator
+
+
+def check_method_requirements(cfg: RunConfig) -> None:
     name = cfg.model.method
     if name not in METHODS:
         raise ModelError(f"model.method: unknown method '{name}'; choose from {', '.join(sorted(METHODS))}")
-    return METHODS[name](model, cfg, total_steps)
+    if name in REQUIREMENTS:
+        REQUIREMENTS[name](cfg)
+
+
+def apply_method(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
+    check_method_requirements(cfg)
+    return METHODS[cfg.model.method](model, cfg, total_steps)
 
 
 def _train_pooler_and_head(model: ProteinModel) -> None:

@@ -25,6 +25,10 @@ class ProteinModel(nn.Module):
         self.pooler = pooler
         self.head = head
         self._backbone_trainable = True
+        # set by methods that need them: a module between backbone and pooler (structure adapter),
+        # and training-loop callbacks (e.g. AdaLoRA's rank allocation after each optimizer step)
+        self.adapter: nn.Module | None = None
+        self.training_callbacks: list = []
 
     @property
     def backbone_trainable(self) -> bool:
@@ -48,20 +52,46 @@ class ProteinModel(nn.Module):
         with torch.no_grad():
             return self.backbone(input_ids, attention_mask)
 
-    def forward_hidden(self, hidden: torch.Tensor, residue_mask: torch.Tensor) -> torch.Tensor:
-        """Logits from precomputed hidden states (what a cache of frozen-backbone features feeds)."""
-        return self.head(self.pooler(hidden, residue_mask.bool()))
+    def forward_hidden(
+        self, hidden: torch.Tensor, residue_mask: torch.Tensor, **structure: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits from per-residue hidden states (computed now, or read from an embedding cache)."""
+        return self.head(self.pool(hidden, residue_mask, **structure))
+
+    def pool(
+        self, hidden: torch.Tensor, residue_mask: torch.Tensor, **structure: torch.Tensor
+    ) -> torch.Tensor:
+        """Structure adapter (when a method attached one), then pooling: (B, L, H) -> (B, D)."""
+        if self.adapter is not None:
+            hidden = self.adapter(hidden, residue_mask.bool(), **structure)
+        elif structure:
+            raise ValueError(
+                f"structure inputs {sorted(structure)} given, but no structure adapter is attached"
+            )
+        return self.pooler(hidden, residue_mask.bool())
 
     def embed(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, residue_mask: torch.Tensor
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        residue_mask: torch.Tensor | None = None,
+        hidden_states: torch.Tensor | None = None,
+        pooled: torch.Tensor | None = None,
+        **structure: torch.Tensor,
     ) -> torch.Tensor:
-        """Pooled vectors (B, D), the input of the head."""
-        return self.pooler(self.encode(input_ids, attention_mask), residue_mask.bool())
+        """Pooled vectors (B, D), the input of the head.
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, residue_mask: torch.Tensor
-    ) -> torch.Tensor:
-        return self.forward_hidden(self.encode(input_ids, attention_mask), residue_mask)
+        Batches carry token ids, or precomputed per-residue ``hidden_states`` / ``pooled`` vectors
+        when an embedding cache replaces the frozen backbone.
+        """
+        if pooled is not None:
+            return pooled
+        if hidden_states is None:
+            hidden_states = self.encode(input_ids, attention_mask)
+        return self.pool(hidden_states, residue_mask, **structure)
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(**inputs))
 
 
 def build_model(cfg: RunConfig, num_labels: int) -> ProteinModel:
@@ -82,7 +112,9 @@ def trainable_state_dict(model: ProteinModel) -> dict[str, torch.Tensor]:
     """The parameters that train plus the pooler's and head's buffers (e.g. batch-norm statistics):
     what a checkpoint must hold to restore the model on top of the pretrained backbone."""
     state = {name: param.detach() for name, param in model.named_parameters() if param.requires_grad}
-    for prefix, module in (("pooler", model.pooler), ("head", model.head)):
+    for prefix, module in (("pooler", model.pooler), ("head", model.head), ("adapter", model.adapter)):
+        if module is None:
+            continue
         for name, buffer in module.named_buffers(prefix=prefix):
             if buffer is not None:
                 state[name] = buffer.detach()

@@ -1,17 +1,17 @@
 """The run directory: what a finished (or interrupted) run leaves behind.
 
-    RUN_DIR/
-      config.yaml            resolved config; `protfit train RUN_DIR/config.yaml` re-runs it
-      model_meta.json        what prediction needs: labels, target scaling, backbone family
-      model_stats.json       parameter counts (total / trainable / per component)
-      data_report.json       truncation, residues mapped to X, sequences shared between splits
-      history.csv/.jsonl     one row per epoch (train loss, val loss, val metrics, lr, time)
-      checkpoints/best/      weights of the best validation epoch (safetensors)
-      checkpoints/last/      weights + optimizer/scheduler/RNG/early-stopping state, for --resume
-      test_results.csv       test metrics with bootstrap intervals, model and sanity baselines
-      test_predictions.csv   per-sequence predictions on the test split
-      loss.png, metrics.png  learning curves
-      summary.json           best epoch, best val metric, test metrics, baselines, verdict, wall time
+RUN_DIR/
+  config.yaml            resolved config; `protfit train RUN_DIR/config.yaml` re-runs it
+  model_meta.json        what prediction needs: labels, target scaling, backbone family
+  model_stats.json       parameter counts (total / trainable / per component)
+  data_report.json       truncation, residues mapped to X, sequences shared between splits
+  history.csv/.jsonl     one row per epoch (train loss, val loss, val metrics, lr, time)
+  checkpoints/best/      weights of the best validation epoch (safetensors)
+  checkpoints/last/      weights + optimizer/scheduler/RNG/early-stopping state, for --resume
+  test_results.csv       test metrics with bootstrap intervals, model and sanity baselines
+  test_predictions.csv   per-sequence predictions on the test split
+  loss.png, metrics.png  learning curves
+  summary.json           best epoch, best val metric, test metrics, baselines, verdict, wall time
 """
 
 from __future__ import annotations

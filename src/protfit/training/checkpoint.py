@@ -100,7 +100,9 @@ def save_checkpoint(
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    save_file({key: value.detach().cpu().contiguous() for key, value in model_state.items()}, staging / MODEL_FILE)
+    save_file(
+        {key: value.detach().cpu().contiguous() for key, value in model_state.items()}, staging / MODEL_FILE
+    )
     if optimizer is not None:
         optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer.state_dict())
         rng_tensors, rng_meta = _rng_state()
@@ -122,9 +124,7 @@ def load_model_state(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(path)
 
 
-def load_training_state(
-    folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> dict[str, Any]:
+def load_training_state(folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
     """Restore optimizer, scheduler and RNG streams; return the saved progress dict."""
     folder = Path(folder)
     if not (folder / STATE_JSON).is_file():

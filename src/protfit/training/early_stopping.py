@@ -21,7 +21,11 @@ class EarlyStopping:
         """Record one epoch's value; True when it is the new best."""
         improved = not math.isnan(value) and (
             self.best_value is None
-            or (value < self.best_value - self.min_delta if self.mode == "min" else value > self.best_value + self.min_delta)
+            or (
+                value < self.best_value - self.min_delta
+                if self.mode == "min"
+                else value > self.best_value + self.min_delta
+            )
         )
         if improved:
             self.best_value, self.best_epoch, self.epochs_without_improvement = value, epoch, 0

@@ -63,29 +63,36 @@ class LabelScaling:
         return values * self.std + self.mean
 
 
+NON_INPUT_KEYS = frozenset({"labels", "index"})
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Everything in a batch the model consumes: token ids and masks today, and whatever a data
+    path adds (cached embeddings, structure tokens) without the loop having to know."""
+    return {key: value for key, value in batch.items() if key not in NON_INPUT_KEYS}
+
+
 @dataclass
 class SplitOutputs:
     loss: float
     outputs: np.ndarray  # rows in the split's original order
-    targets: np.ndarray | None
 
 
 @torch.no_grad()
 def evaluate(model, loader, criterion, scaling: LabelScaling, accelerator, problem_type: str) -> SplitOutputs:
     """Forward a whole split; length-bucketed batches are put back into the split's row order."""
     model.eval()
-    outputs, targets, indices = [], [], []
+    outputs, indices = [], []
     total_loss, samples = 0.0, 0
     for batch in loader:
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
         with accelerator.autocast():
-            logits = model(batch["input_ids"], batch["attention_mask"], batch["residue_mask"])
+            logits = model(**model_inputs(batch))
         logits = logits.float()
         if "labels" in batch:
-            size = batch["input_ids"].shape[0]
+            size = batch["index"].shape[0]
             total_loss += criterion(logits, scaling.scale(batch["labels"])).item() * size
             samples += size
-            targets.append(batch["labels"].cpu().numpy())
         outputs.append(outputs_from_logits(logits.cpu(), problem_type))
         indices.append(batch["index"].cpu().numpy())
     order = np.argsort(np.concatenate(indices), kind="stable")
@@ -95,7 +102,6 @@ def evaluate(model, loader, criterion, scaling: LabelScaling, accelerator, probl
     return SplitOutputs(
         loss=total_loss / samples if samples else float("nan"),
         outputs=stacked,
-        targets=np.concatenate(targets)[order] if targets else None,
     )
 
 

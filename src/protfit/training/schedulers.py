@@ -86,7 +86,9 @@ def warmup_steps(cfg: SchedulerConfig, total_steps: int) -> int:
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, total_steps: int) -> LambdaLR:
     warmup = warmup_steps(cfg, total_steps)
     if cfg.name == "none" and warmup:
-        raise ConfigError("train.scheduler.name=none has no warm-up; use name=constant for warm-up then constant")
+        raise ConfigError(
+            "train.scheduler.name=none has no warm-up; use name=constant for warm-up then constant"
+        )
     if warmup >= total_steps and cfg.name not in ("none", "constant"):
         raise ConfigError(
             f"train.scheduler: warm-up ({warmup} steps) must be shorter than the run ({total_steps} optimizer steps)"

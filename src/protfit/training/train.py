@@ -23,8 +23,13 @@ from tqdm.auto import tqdm
 from protfit.config import RunConfig, TrainConfig, load_config
 from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
 from protfit.data.loading import DatasetSplits, load_dataset_splits
-from protfit.metrics import compute_metrics, metric_mode
-from protfit.models.methods import apply_method, format_model_statistics, model_statistics
+from protfit.metrics import compute_metrics, metric_mode, targets_from_frame
+from protfit.models.methods import (
+    apply_method,
+    check_method_requirements,
+    format_model_statistics,
+    model_statistics,
+)
 from protfit.models.protein_model import build_model, load_trainable_state_dict, trainable_state_dict
 from protfit.report.baselines import (
     BaselineResult,
@@ -35,11 +40,17 @@ from protfit.report.baselines import (
 )
 from protfit.report.confidence import format_with_interval, metrics_with_intervals
 from protfit.report.plots import plot_history
-from protfit.report.run_dir import CONFIG_FILE, History, create_run_dir, read_json, write_json
+from protfit.report.run_dir import CONFIG_FILE, History, create_run_dir, write_json
 from protfit.training.callbacks import Callback, CallbackList, TrainingState
 from protfit.training.checkpoint import load_model_state, load_training_state, save_checkpoint
 from protfit.training.early_stopping import EarlyStopping
-from protfit.training.evaluation import LabelScaling, evaluate, loss_function, write_predictions
+from protfit.training.evaluation import (
+    LabelScaling,
+    evaluate,
+    loss_function,
+    model_inputs,
+    write_predictions,
+)
 from protfit.training.optim import build_optimizer
 from protfit.training.schedulers import build_scheduler
 
@@ -65,7 +76,7 @@ def build_accelerator(cfg: TrainConfig) -> Accelerator:
 
 def optimizer_steps_per_epoch(loader: torch.utils.data.DataLoader, epoch: int, accumulation: int) -> int:
     loader.batch_sampler.set_epoch(epoch)
-    return math.ceil(len(list(iter(loader.batch_sampler))) / accumulation)
+    return math.ceil(len(loader.batch_sampler) / accumulation)
 
 
 def train(
@@ -88,6 +99,7 @@ def train(
 
     # ---- setup -------------------------------------------------------------------------------
     accelerator = build_accelerator(cfg.train)
+    check_method_requirements(cfg)
     splits = load_dataset_splits(cfg.data)
     run_dir = run_dir or create_run_dir(cfg)
     logger.info("run folder: %s", run_dir)
@@ -98,8 +110,10 @@ def train(
             cfg, splits, run_dir, accelerator, resume=resume_from is not None, callbacks=callbacks
         )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: completed epochs are saved in {run_dir}; "
-              f"continue with `protfit train --resume {run_dir}`")
+        print(
+            f"\ninterrupted: completed epochs are saved in {run_dir}; "
+            f"continue with `protfit train --resume {run_dir}`"
+        )
         raise
 
     baselines: list[BaselineResult] = []
@@ -150,13 +164,17 @@ def fit_and_test(
     for split in (splits.train, splits.validation, splits.test):
         if split is None:
             continue
-        dataset = EncodedDataset(split.frame, model.backbone.tokenize(split.frame["aa_seq"].tolist()), problem, splits.num_labels)
+        dataset = EncodedDataset(
+            split.frame, model.backbone.tokenize(split.frame["aa_seq"].tolist()), problem, splits.num_labels
+        )
         loaders[split.name] = build_dataloader(
             dataset, cfg.data, shuffle=split.name == "train", seed=cfg.train.seed, collator=collator
         )
 
     accumulation = cfg.train.gradient_accumulation_steps
-    steps_per_epoch = [optimizer_steps_per_epoch(loaders["train"], epoch, accumulation) for epoch in range(cfg.train.epochs)]
+    steps_per_epoch = [
+        optimizer_steps_per_epoch(loaders["train"], epoch, accumulation) for epoch in range(cfg.train.epochs)
+    ]
     total_steps = sum(steps_per_epoch)
     model = apply_method(model, cfg, total_steps)
     stats = model_statistics(model)
@@ -167,10 +185,12 @@ def fit_and_test(
     scheduler = build_scheduler(optimizer, cfg.train.scheduler, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     criterion = loss_function(problem)
-    stopper = EarlyStopping(cfg.monitor, cfg.monitor_mode, cfg.train.early_stopping.patience, cfg.train.early_stopping.min_delta)
+    stopper = EarlyStopping(
+        cfg.monitor, cfg.monitor_mode, cfg.train.early_stopping.patience, cfg.train.early_stopping.min_delta
+    )
     history = History(run_dir)
     state = TrainingState(config=cfg, model=model, optimizer=optimizer, run_dir=run_dir)
-    hooks = CallbackList(callbacks)
+    hooks = CallbackList([*accelerator.unwrap_model(model).training_callbacks, *(callbacks or [])])
     checkpoints = run_dir / "checkpoints"
 
     if resume:
@@ -182,6 +202,8 @@ def fit_and_test(
         history.truncate(state.epoch)
         print(f"resuming {run_dir} after epoch {state.epoch} (step {state.global_step})")
 
+    val_targets = targets_from_frame(splits.validation.frame, problem, splits.num_labels)
+
     # ---- epochs ------------------------------------------------------------------------------
     hooks.on_train_start(state)
     first_epoch = state.epoch + 1
@@ -191,12 +213,25 @@ def fit_and_test(
         state.epoch = epoch
         epoch_started = time.perf_counter()
         train_loss, padding = train_one_epoch(
-            model, loaders["train"], optimizer, scheduler, criterion, scaling, accelerator, cfg, state, hooks,
+            model,
+            loaders["train"],
+            optimizer,
+            scheduler,
+            criterion,
+            scaling,
+            accelerator,
+            cfg,
+            state,
+            hooks,
             steps_per_epoch[epoch - 1],
         )
         validation = evaluate(model, loaders["validation"], criterion, scaling, accelerator, problem)
         val_metrics = compute_metrics(
-            cfg.metric_names, problem, validation.outputs, validation.targets, splits.num_labels,
+            cfg.metric_names,
+            problem,
+            validation.outputs,
+            val_targets,
+            splits.num_labels,
             cfg.evaluation.multi_label_threshold,
         )
         monitored = validation.loss if cfg.monitor == "loss" else val_metrics[cfg.monitor]
@@ -221,7 +256,11 @@ def fit_and_test(
             trainable_state_dict(unwrapped),
             optimizer=optimizer,
             scheduler=scheduler,
-            progress={"epoch": epoch, "global_step": state.global_step, "early_stopping": stopper.state_dict()},
+            progress={
+                "epoch": epoch,
+                "global_step": state.global_step,
+                "early_stopping": stopper.state_dict(),
+            },
         )
         plot_history(history.records, cfg.metric_names, run_dir)
         print(format_epoch_line(record, cfg, improved))
@@ -244,21 +283,40 @@ def fit_and_test(
     }
     if splits.test is not None:
         test = evaluate(unwrapped, loaders["test"], criterion, scaling, accelerator, problem)
+        test_targets = targets_from_frame(splits.test.frame, problem, splits.num_labels)
         summary["test_loss"] = test.loss
         summary["test_metrics"] = metrics_with_intervals(
-            cfg.metric_names, problem, test.outputs, test.targets, splits.num_labels,
-            cfg.evaluation.bootstrap, cfg.evaluation.multi_label_threshold,
+            cfg.metric_names,
+            problem,
+            test.outputs,
+            test_targets,
+            splits.num_labels,
+            cfg.evaluation.bootstrap,
+            cfg.evaluation.multi_label_threshold,
         )
-        summary["_test_outputs"] = test.outputs
+        summary["_test_outputs"], summary["_test_targets"] = test.outputs, test_targets
         write_predictions(
-            run_dir / "test_predictions.csv", splits.test.frame, test.outputs, problem, splits.label_names,
+            run_dir / "test_predictions.csv",
+            splits.test.frame,
+            test.outputs,
+            problem,
+            splits.label_names,
             cfg.evaluation.multi_label_threshold,
         )
     return summary
 
 
 def train_one_epoch(
-    model, loader, optimizer, scheduler, criterion, scaling, accelerator, cfg: RunConfig, state, hooks,
+    model,
+    loader,
+    optimizer,
+    scheduler,
+    criterion,
+    scaling,
+    accelerator,
+    cfg: RunConfig,
+    state,
+    hooks,
     optimizer_steps: int,
 ) -> tuple[float, float]:
     """One pass over the training data; returns (mean train loss, padding fraction)."""
@@ -268,8 +326,11 @@ def train_one_epoch(
     batches = list(iter(loader))
     total_loss, samples, real_tokens, padded_tokens = 0.0, 0, 0, 0
     progress = tqdm(
-        batches, desc=f"epoch {state.epoch}/{cfg.train.epochs} train", disable=not cfg.train.progress,
-        leave=False, dynamic_ncols=True,
+        batches,
+        desc=f"epoch {state.epoch}/{cfg.train.epochs} train",
+        disable=not cfg.train.progress,
+        leave=False,
+        dynamic_ncols=True,
     )
     optimizer.zero_grad(set_to_none=True)
     for position, batch in enumerate(progress):
@@ -277,26 +338,29 @@ def train_one_epoch(
         group_size = min(accumulation, len(batches) - group_start)
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
         with accelerator.autocast():
-            logits = model(batch["input_ids"], batch["attention_mask"], batch["residue_mask"])
+            logits = model(**model_inputs(batch))
             loss = criterion(logits, scaling.scale(batch["labels"]))
         # Each micro-batch contributes its share of the optimizer step; a short last group is
         # scaled by its own size so the step is an average, not a partial sum.
         accelerator.backward(loss / group_size)
-        size = batch["input_ids"].shape[0]
+        size = batch["labels"].shape[0]
         total_loss += loss.item() * size
         samples += size
-        real_tokens += int(batch["attention_mask"].sum())
-        padded_tokens += batch["attention_mask"].numel()
+        token_mask = batch.get("attention_mask", batch["residue_mask"])
+        real_tokens += int(token_mask.sum())
+        padded_tokens += token_mask.numel()
         if position - group_start + 1 == group_size:
             hooks.on_before_optimizer_step(state)
             if cfg.train.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
-            hooks.on_after_optimizer_step(state)
-            progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", step=state.global_step)
+            hooks.on_after_optimizer_step(state)  # gradients still present (AdaLoRA reads them)
+            optimizer.zero_grad(set_to_none=True)
+            progress.set_postfix(
+                loss=f"{loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", step=state.global_step
+            )
     if not math.isfinite(total_loss):
         raise FloatingPointError(
             f"training loss became {total_loss} in epoch {state.epoch}; lower train.learning_rate "
@@ -315,13 +379,17 @@ def format_epoch_line(record: dict[str, Any], cfg: RunConfig, improved: bool) ->
     )
 
 
-def shuffled_label_baseline(cfg: RunConfig, splits: DatasetSplits, run_dir: Path, accelerator) -> BaselineResult:
+def shuffled_label_baseline(
+    cfg: RunConfig, splits: DatasetSplits, run_dir: Path, accelerator
+) -> BaselineResult:
     """The same model trained on permuted training labels: it must fall to chance."""
     rng = np.random.default_rng(cfg.train.seed)
     train_frame = splits.train.frame.copy()
     train_frame["label"] = train_frame["label"].to_numpy()[rng.permutation(len(train_frame))]
     shuffled = DatasetSplits(
-        train=type(splits.train)(name="train", source=splits.train.source + " (labels shuffled)", frame=train_frame),
+        train=type(splits.train)(
+            name="train", source=splits.train.source + " (labels shuffled)", frame=train_frame
+        ),
         validation=splits.validation,
         test=splits.test,
         problem_type=splits.problem_type,
@@ -341,8 +409,10 @@ def shuffled_label_baseline(cfg: RunConfig, splits: DatasetSplits, run_dir: Path
     )
 
 
-def report_test_results(cfg: RunConfig, summary: dict[str, Any], baselines: list[BaselineResult], run_dir: Path) -> None:
-    outputs = summary.pop("_test_outputs", None)
+def report_test_results(
+    cfg: RunConfig, summary: dict[str, Any], baselines: list[BaselineResult], run_dir: Path
+) -> None:
+    outputs, targets = summary.pop("_test_outputs", None), summary.pop("_test_targets", None)
     rows = []
     if "test_metrics" in summary:
         for name, entry in summary["test_metrics"].items():
@@ -353,14 +423,22 @@ def report_test_results(cfg: RunConfig, summary: dict[str, Any], baselines: list
         pd.DataFrame(rows).to_csv(run_dir / "test_results.csv", index=False)
         primary = cfg.monitor if cfg.monitor in summary["test_metrics"] else cfg.metric_names[0]
         summary["baselines"] = {
-            baseline.name: {"description": baseline.description, "metrics": baseline.metrics} for baseline in baselines
+            baseline.name: {"description": baseline.description, "metrics": baseline.metrics}
+            for baseline in baselines
         }
-        summary["verdict"] = verdict(summary["test_metrics"], baselines, primary, metric_mode(primary)) if baselines else None
-        summary["warnings"] = [w for w in [constant_prediction_warning(outputs, cfg.data.problem_type)] if w]
+        summary["verdict"] = (
+            verdict(summary["test_metrics"], baselines, primary, metric_mode(primary)) if baselines else None
+        )
+        warning = constant_prediction_warning(
+            outputs, cfg.data.problem_type, targets=targets, threshold=cfg.evaluation.multi_label_threshold
+        )
+        summary["warnings"] = [warning] if warning else []
     write_json(run_dir / "summary.json", summary)
 
     print()
-    print(f"best epoch {summary['best_epoch']} ({summary['monitor']} {summary['best_val_metric']:.4f} on validation)")
+    print(
+        f"best epoch {summary['best_epoch']} ({summary['monitor']} {summary['best_val_metric']:.4f} on validation)"
+    )
     if "test_metrics" in summary:
         print("test metrics (bootstrap 95% interval):")
         for name, entry in summary["test_metrics"].items():

@@ -1,0 +1,186 @@
+"""Use a trained run: `protfit.load(RUN_DIR)` -> predict / embed / evaluate.
+
+The model is rebuilt from the run's resolved config (base weights from the same hub id, folder or
+alias) and the trained weights of its best checkpoint are applied; batching is the same
+length-bucketed batching as in training, so predictions equal the run's own test predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from protfit.config import RunConfig, load_config
+from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
+from protfit.data.loading import read_sequences
+from protfit.metrics import targets_from_frame
+from protfit.models.methods import apply_method
+from protfit.models.protein_model import ProteinModel, build_model, load_trainable_state_dict
+from protfit.report.confidence import metrics_with_intervals
+from protfit.report.run_dir import CONFIG_FILE, read_json, write_json
+from protfit.training.checkpoint import load_model_state
+from protfit.training.evaluation import (
+    LabelScaling,
+    evaluate,
+    loss_function,
+    model_inputs,
+    write_predictions,
+)
+from protfit.training.train import build_accelerator
+
+
+@dataclass
+class TrainedModel:
+    config: RunConfig
+    model: ProteinModel
+    scaling: LabelScaling
+    num_labels: int
+    label_names: list[str] | None
+    run_dir: Path
+
+    @property
+    def problem_type(self) -> str:
+        return self.config.data.problem_type
+
+    def _frame(self, sequences: list[str] | pd.DataFrame) -> pd.DataFrame:
+        if isinstance(sequences, pd.DataFrame):
+            return sequences
+        frame = pd.DataFrame({"aa_seq": list(sequences)})
+        frame["name"] = [f"seq_{index + 1}" for index in range(len(frame))]
+        frame["row"] = np.arange(1, len(frame) + 1)
+        return frame
+
+    def _loader(self, frame: pd.DataFrame) -> torch.utils.data.DataLoader:
+        backbone = self.model.backbone
+        labelled = "label" in frame
+        collator = ProteinCollator(backbone.pad_token_id, self.problem_type, self.num_labels)
+        dataset = EncodedDataset(
+            frame,
+            backbone.tokenize(frame["aa_seq"].tolist()),
+            self.problem_type if labelled else None,
+            self.num_labels,
+        )
+        return build_dataloader(dataset, self.config.data, shuffle=False, seed=0, collator=collator)
+
+    def _validated(self, sequences: list[str] | pd.DataFrame) -> pd.DataFrame:
+        """Plain strings get the same residue checks and truncation as training data."""
+        if isinstance(sequences, pd.DataFrame):
+            return sequences
+        from protfit.data.loading import validate_sequences
+
+        return validate_sequences(self._frame(sequences), self.config.data, source="sequences")
+
+    def outputs(self, sequences: list[str] | pd.DataFrame) -> np.ndarray:
+        frame = self._validated(sequences)
+        accelerator = build_accelerator(self.config.train)
+        self.model.to(accelerator.device)
+        result = evaluate(
+            self.model,
+            self._loader(frame.drop(columns=["label"], errors="ignore")),
+            loss_function(self.problem_type),
+            self.scaling,
+            accelerator,
+            self.problem_type,
+        )
+        return result.outputs
+
+    def predict(
+        self, sequences: list[str] | pd.DataFrame, output_csv: str | Path | None = None
+    ) -> pd.DataFrame:
+        """Predicted label / class probabilities / multi-label scores / value, one row per sequence."""
+        frame = self._validated(sequences)
+        outputs = self.outputs(frame)
+        path = Path(output_csv) if output_csv is not None else None
+        table = write_predictions(
+            path,
+            frame,
+            outputs,
+            self.problem_type,
+            self.label_names,
+            self.config.evaluation.multi_label_threshold,
+        )
+        return table
+
+    @torch.no_grad()
+    def embed(self, sequences: list[str] | pd.DataFrame) -> np.ndarray:
+        """Pooled embeddings (the head's input), rows in input order."""
+        frame = self._validated(sequences)
+        accelerator = build_accelerator(self.config.train)
+        self.model.to(accelerator.device).eval()
+        vectors, indices = [], []
+        for batch in self._loader(frame.drop(columns=["label"], errors="ignore")):
+            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            vectors.append(self.model.embed(**model_inputs(batch)).float().cpu())
+            indices.append(batch["index"].cpu())
+        order = torch.argsort(torch.cat(indices))
+        return torch.cat(vectors)[order].numpy()
+
+    def evaluate(self, frame: pd.DataFrame, out_dir: str | Path) -> dict[str, Any]:
+        """Metrics with bootstrap intervals on a labelled frame; writes CSV, JSON and a plot."""
+        from protfit.report.plots import plot_evaluation
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        outputs = self.outputs(frame)
+        targets = targets_from_frame(frame, self.problem_type, self.num_labels)
+        names = self.config.metric_names
+        metrics = metrics_with_intervals(
+            names,
+            self.problem_type,
+            outputs,
+            targets,
+            self.num_labels,
+            self.config.evaluation.bootstrap,
+            self.config.evaluation.multi_label_threshold,
+        )
+        pd.DataFrame([{"metric": name, **entry} for name, entry in metrics.items()]).to_csv(
+            out_dir / "eval_metrics.csv", index=False
+        )
+        write_json(out_dir / "eval_metrics.json", {"n": len(frame), "metrics": metrics})
+        write_predictions(
+            out_dir / "eval_predictions.csv",
+            frame,
+            outputs,
+            self.problem_type,
+            self.label_names,
+            self.config.evaluation.multi_label_threshold,
+        )
+        plot_evaluation(outputs, targets, self.problem_type, self.label_names, out_dir)
+        return metrics
+
+
+def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
+    """Rebuild a trained model from its run folder (base weights + the run's trained weights)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a protfit run folder (no {CONFIG_FILE})")
+    if not (run_dir / "checkpoints" / checkpoint).is_dir():
+        raise FileNotFoundError(
+            f"{run_dir} has no '{checkpoint}' checkpoint yet (was the run interrupted before epoch 1 ended?)"
+        )
+    config = load_config(run_dir / CONFIG_FILE)
+    meta = read_json(run_dir / "model_meta.json")
+    model = build_model(config, meta["num_labels"])
+    model = apply_method(model, config, total_steps=1)
+    load_trainable_state_dict(model, load_model_state(run_dir / "checkpoints" / checkpoint))
+    model.eval()
+    return TrainedModel(
+        config=config,
+        model=model,
+        scaling=LabelScaling.from_dict(meta["label_scaling"]),
+        num_labels=meta["num_labels"],
+        label_names=meta["label_names"],
+        run_dir=run_dir,
+    )
+
+
+def read_labelled(model: TrainedModel, path: str | Path) -> pd.DataFrame:
+    frame = read_sequences(path, model.config.data, num_labels=model.num_labels)
+    if "label" not in frame:
+        raise ValueError(f"{path} has no '{model.config.data.label_column}' column: evaluation needs labels")
+    return frame

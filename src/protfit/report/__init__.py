@@ -1,0 +1,1 @@
+"""Everything a run reports: run folder, intervals, sanity baselines, plots."""

@@ -1,0 +1,218 @@
+"""End-to-end runs of the training recipe on tiny local models and synthetic data."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from protfit.config import apply_overrides, build_config
+from protfit.data.synthetic import write_synthetic_dataset
+from protfit.models.protein_model import build_model
+from protfit.training.callbacks import Callback
+from protfit.training.train import train
+
+PROBLEMS = ["single_label_classification", "multi_label_classification", "regression"]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {problem: write_synthetic_dataset(root / problem, problem, seed=1) for problem in PROBLEMS}
+
+
+def make_config(data_dir, out_dir, problem="single_label_classification", *overrides):
+    raw = {
+        "data": {"path": str(data_dir), "problem_type": problem, "batch_size": 16},
+        "model": {"name": "tiny-esm2", "method": "full", "head": {"hidden_dims": [32]}},
+        "train": {"epochs": 3, "learning_rate": 3e-3, "progress": False},
+        "evaluation": {"bootstrap": {"resamples": 50}},
+        "output": {"dir": str(out_dir), "name": "run"},
+    }
+    return build_config(apply_overrides(raw, list(overrides)))
+
+
+def strip_times(rows):
+    return [{key: value for key, value in row.items() if key != "epoch_time_s"} for row in rows]
+
+
+def test_smoke_run_learns_the_synthetic_rule_and_fills_the_run_folder(datasets, tmp_path):
+    cfg = make_config(
+        datasets["single_label_classification"], tmp_path, "single_label_classification", "train.epochs=8"
+    )
+    result = train(cfg)
+    run = result.run_dir
+    for name in [
+        "config.yaml",
+        "history.csv",
+        "history.jsonl",
+        "model_stats.json",
+        "data_report.json",
+        "test_results.csv",
+        "test_predictions.csv",
+        "summary.json",
+        "loss.png",
+        "metrics.png",
+        "model_meta.json",
+        "checkpoints/best/model.safetensors",
+        "checkpoints/last/training_state.json",
+    ]:
+        assert (run / name).exists(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_metrics"]["accuracy"]["value"] > 0.8  # chance is 1/3
+    low, high = summary["test_metrics"]["accuracy"]["low"], summary["test_metrics"]["accuracy"]["high"]
+    assert low <= summary["test_metrics"]["accuracy"]["value"] <= high
+    assert {"constant", "composition_linear"} <= set(summary["baselines"])
+    assert summary["verdict"]
+    assert len(pd.read_csv(run / "history.csv")) == summary["epochs_run"]
+    results = pd.read_csv(run / "test_results.csv")
+    assert {"model", "metric", "value", "low", "high"} <= set(results.columns)
+    assert len(pd.read_csv(run / "test_predictions.csv")) == 60
+
+
+def test_same_seed_gives_identical_metrics(datasets, tmp_path):
+    # pitfall: the peer parsed --seed and never applied it
+    first = train(make_config(datasets["regression"], tmp_path / "a", "regression", "train.epochs=2"))
+    second = train(make_config(datasets["regression"], tmp_path / "b", "regression", "train.epochs=2"))
+    other = train(
+        make_config(datasets["regression"], tmp_path / "c", "regression", "train.epochs=2", "train.seed=7")
+    )
+    assert strip_times(first.summary["history"]) == strip_times(second.summary["history"])
+    assert first.summary["test_metrics"] == second.summary["test_metrics"]
+    assert first.summary["test_metrics"] != other.summary["test_metrics"]
+
+
+def test_full_fine_tuning_moves_backbone_weights_and_freeze_does_not(datasets, tmp_path):
+    # pitfall: the peer's "full" left the PLM weights bit-identical
+    cfg = make_config(datasets["regression"], tmp_path / "full", "regression", "train.epochs=1")
+    initial = build_model(cfg, 1).state_dict()
+    full = train(cfg)
+    trained = load_file(full.run_dir / "checkpoints/best/model.safetensors")
+    attention_weights = [
+        key for key in trained if key.startswith("backbone.") and key.endswith("query.weight")
+    ]
+    assert attention_weights
+    for key in attention_weights:
+        assert not torch.equal(trained[key], initial[key]), key
+    frozen = train(
+        make_config(
+            datasets["regression"], tmp_path / "freeze", "regression", "train.epochs=1", "model.method=freeze"
+        )
+    )
+    frozen_keys = load_file(frozen.run_dir / "checkpoints/best/model.safetensors")
+    assert not [key for key in frozen_keys if key.startswith("backbone.")]
+    stats = frozen.summary["model_stats"]
+    assert 0 < stats["trainable"] < stats["total"]
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_every_problem_type_trains_in_token_budget_mode(datasets, tmp_path, problem):
+    result = train(
+        make_config(datasets[problem], tmp_path, problem, "train.epochs=2", "data.max_tokens_per_batch=600")
+    )
+    history = result.summary["history"]
+    assert len(history) == 2 and all(math.isfinite(row["train_loss"]) for row in history)
+    assert history[-1]["padding_fraction"] < 0.3
+    assert set(result.summary["test_metrics"]) == set(
+        make_config(datasets[problem], tmp_path, problem).metric_names
+    )
+
+
+def test_accumulation_schedule_ends_at_zero_on_the_last_step(datasets, tmp_path):
+    # pitfall: schedule counted in micro-batches, stepped per optimizer step -> final LR still half the peak
+    result = train(
+        make_config(
+            datasets["regression"],
+            tmp_path,
+            "regression",
+            "train.epochs=2",
+            "train.gradient_accumulation_steps=3",
+            "train.early_stopping.patience=null",
+            "train.scheduler.name=linear",
+        )
+    )
+    assert result.summary["history"][-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+class InterruptAfter(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, state):
+        if state.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_continues_exactly_where_the_interrupted_run_stopped(datasets, tmp_path):
+    args = (
+        "regression",
+        "train.epochs=4",
+        "train.early_stopping.patience=null",
+        "train.scheduler.name=cosine",
+    )
+    uninterrupted = train(make_config(datasets["regression"], tmp_path / "a", *args))
+    interrupted_cfg = make_config(datasets["regression"], tmp_path / "b", *args)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted_cfg, callbacks=[InterruptAfter(2)])
+    run_dir = tmp_path / "b" / "run"
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2  # completed epochs survive the abort
+    resumed = train(None, resume_from=run_dir)
+
+    assert strip_times(resumed.summary["history"]) == strip_times(uninterrupted.summary["history"])
+    assert resumed.summary["test_metrics"] == uninterrupted.summary["test_metrics"]
+
+
+def test_early_stopping_on_loss_restores_the_lowest_loss_epoch(datasets, tmp_path):
+    result = train(
+        make_config(
+            datasets["regression"],
+            tmp_path,
+            "regression",
+            "train.epochs=4",
+            "train.early_stopping.monitor=loss",
+            "train.early_stopping.patience=1",
+            "train.learning_rate=0.05",
+            "train.scheduler.name=none",
+        )
+    )
+    history = result.summary["history"]
+    best = min(history, key=lambda row: row["val_loss"])
+    assert result.summary["best_epoch"] == best["epoch"]
+    assert result.summary["best_val_metric"] == pytest.approx(best["val_loss"])
+
+
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-t5", "onehot"])
+def test_other_families_train(datasets, tmp_path, model):
+    result = train(
+        make_config(
+            datasets["single_label_classification"],
+            tmp_path,
+            "single_label_classification",
+            "train.epochs=1",
+            f"model.name={model}",
+        )
+    )
+    assert math.isfinite(result.summary["history"][0]["train_loss"])
+
+
+def test_impossible_device_settings_fail_before_any_work(datasets, tmp_path):
+    with pytest.raises(RuntimeError, match="fp16 needs a CUDA GPU"):
+        train(
+            make_config(
+                datasets["regression"],
+                tmp_path,
+                "regression",
+                "train.mixed_precision=fp16",
+                "train.device=cpu",
+            )
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_folder_is_never_overwritten_by_default(datasets, tmp_path):
+    cfg = make_config(datasets["regression"], tmp_path, "regression", "train.epochs=1")
+    train(cfg)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg)
