@@ -33,7 +33,7 @@ PROTBERT_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"LAGVESIKRDTPN
 PROT_T5_RESIDUES = "ALGVSREDTIPKFQNYMHWCXBOUZ"
 
 
-def _save_esm(out_dir: Path, hidden_size: int, num_layers: int) -> None:
+def _save_esm(out_dir: Path, hidden_size: int, num_layers: int, heads: int, intermediate: int) -> None:
     from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
 
     (out_dir / "vocab.txt").write_text("\n".join(ESM_TOKENS) + "\n")
@@ -42,8 +42,8 @@ def _save_esm(out_dir: Path, hidden_size: int, num_layers: int) -> None:
         vocab_size=len(ESM_TOKENS),
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden_size,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
         max_position_embeddings=1026,
         position_embedding_type="rotary",
         pad_token_id=ESM_TOKENS.index("<pad>"),
@@ -55,7 +55,7 @@ def _save_esm(out_dir: Path, hidden_size: int, num_layers: int) -> None:
     EsmForMaskedLM(config).save_pretrained(out_dir)
 
 
-def _save_bert(out_dir: Path, hidden_size: int, num_layers: int) -> None:
+def _save_bert(out_dir: Path, hidden_size: int, num_layers: int, heads: int, intermediate: int) -> None:
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
     vocab = {token: index for index, token in enumerate(PROTBERT_TOKENS)}
@@ -64,15 +64,15 @@ def _save_bert(out_dir: Path, hidden_size: int, num_layers: int) -> None:
         vocab_size=len(PROTBERT_TOKENS),
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden_size,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
         max_position_embeddings=2048,
         pad_token_id=0,
     )
     BertForMaskedLM(config).save_pretrained(out_dir)
 
 
-def _save_t5(out_dir: Path, hidden_size: int, num_layers: int) -> None:
+def _save_t5(out_dir: Path, hidden_size: int, num_layers: int, heads: int, intermediate: int) -> None:
     from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("▁" + res, -1.0) for res in PROT_T5_RESIDUES]
@@ -81,10 +81,10 @@ def _save_t5(out_dir: Path, hidden_size: int, num_layers: int) -> None:
     config = T5Config(
         vocab_size=len(pieces),
         d_model=hidden_size,
-        d_kv=hidden_size // 2,
-        d_ff=2 * hidden_size,
+        d_kv=hidden_size // heads,
+        d_ff=intermediate,
         num_layers=num_layers,
-        num_heads=2,
+        num_heads=heads,
         pad_token_id=0,
         eos_token_id=1,
         decoder_start_token_id=0,
@@ -97,9 +97,18 @@ _BUILDERS = {"esm": _save_esm, "bert": _save_bert, "t5": _save_t5}
 
 
 def build_tiny_model(
-    family: str, out_dir: str | Path, hidden_size: int = 32, num_layers: int = 2, seed: int = 0
+    family: str,
+    out_dir: str | Path,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+    num_heads: int = 2,
+    intermediate_size: int | None = None,
 ) -> Path:
-    """Write a small random ``family`` model + tokenizer to ``out_dir``; same seed, same weights."""
+    """Write a random ``family`` model + tokenizer to ``out_dir``; same seed, same weights.
+
+    Defaults give a tiny model for tests; real shapes (e.g. ESM2-8M: 320 hidden, 6 layers, 20 heads,
+    1280 intermediate) give a random-init architecture twin for benchmarks."""
     if family not in _BUILDERS:
         raise ValueError(f"no tiny model for family '{family}'; choose from {', '.join(TINY_FAMILIES)}")
     from protfit.models.backbone import quiet_transformers
@@ -109,11 +118,11 @@ def build_tiny_model(
     # Forked so that building a model on first use does not shift the caller's random stream.
     with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
-        _BUILDERS[family](out_dir, hidden_size, num_layers)
+        _BUILDERS[family](out_dir, hidden_size, num_layers, num_heads, intermediate_size or 2 * hidden_size)
     return out_dir
 
 
-def _cached_tiny_model(alias: str, family: str) -> Path:
+def _cached_tiny_model(alias: str, family: str, **shape: int) -> Path:
     target = cache_root() / "tiny" / alias
     if (target / "config.json").is_file():
         return target
@@ -121,7 +130,7 @@ def _cached_tiny_model(alias: str, family: str) -> Path:
     # Built next to the target and renamed into place, so an interrupted build never looks complete.
     staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
     try:
-        build_tiny_model(family, staging)
+        build_tiny_model(family, staging, **shape)
         try:
             staging.rename(target)
         except OSError:
@@ -151,3 +160,13 @@ def _tiny_bert() -> Path:
 )
 def _tiny_t5() -> Path:
     return _cached_tiny_model("tiny-t5", "t5")
+
+
+@register_alias(
+    "esm2-8m-random",
+    "ESM2-8M architecture (320 hidden, 6 layers, 20 heads) with random weights: speed benchmarks offline",
+)
+def _esm2_8m_random() -> Path:
+    return _cached_tiny_model(
+        "esm2-8m-random", "esm", hidden_size=320, num_layers=6, num_heads=20, intermediate_size=1280
+    )
