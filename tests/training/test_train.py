@@ -216,3 +216,12 @@ def test_existing_run_folder_is_never_overwritten_by_default(datasets, tmp_path)
     train(cfg)
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg)
+
+
+def test_run_without_output_name_gets_a_unique_folder(datasets, tmp_path):
+    # pitfall: the peer crashed when no output name was given
+    cfg = make_config(datasets["regression"], tmp_path, "regression", "train.epochs=1", "output.name=null")
+    result = train(cfg)
+    assert result.run_dir.parent == tmp_path
+    assert result.run_dir.name.startswith("tiny-esm2-full-")
+    assert (result.run_dir / "summary.json").exists()
