@@ -15,6 +15,30 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from protfit.config import DataConfig
+from protfit.data.errors import DataError
+from protfit.data.validation import FOLDSEEK_ALPHABET, check_structure_strings
+
+# Structure token ids for the structure-aware adapter; 0 is padding (special tokens, padded positions).
+# DSSP's three coil spellings mean one state, so they share one id.
+STRUCTURE_VOCABULARIES: dict[str, dict[str, int]] = {
+    "foldseek": {letter: index + 1 for index, letter in enumerate(FOLDSEEK_ALPHABET)},
+    "ss8": {**{letter: index + 1 for index, letter in enumerate("HBEGITS")}, "-": 8, "C": 8, "L": 8},
+}
+STRUCTURE_COLUMNS = {"foldseek": "foldseek_seq", "ss8": "ss8_seq"}
+_STRUCTURE_NAMES = {"foldseek": "Foldseek 3Di", "ss8": "DSSP 8-state"}
+
+
+def structure_batch_key(kind: str) -> str:
+    """The batch key of a structure input: ``foldseek_ids`` / ``ss8_ids``."""
+    return f"{kind}_ids"
+
+
+def aligned_structure_ids(structure: str, residue_mask: Sequence[int], kind: str) -> list[int]:
+    """Structure token ids on the model's token positions: residue i's letter where residue i's token
+    sits, 0 on special tokens. ``structure`` must have one letter per residue (validated before)."""
+    vocabulary = STRUCTURE_VOCABULARIES[kind]
+    letters = iter(structure)
+    return [vocabulary[next(letters)] if is_residue else 0 for is_residue in residue_mask]
 
 
 class TokenizedSequence(NamedTuple):
@@ -29,6 +53,11 @@ class EncodedDataset(Dataset):
 
     Items are dicts ``input_ids``, ``residue_mask``, ``label`` (None when the frame has no ``label``
     column) and ``index`` (the row position in the frame, carried through to predictions).
+
+    ``structure_inputs`` (``foldseek``, ``ss8``; what ``ModelConfig.structure_inputs`` selects) adds
+    ``foldseek_ids`` / ``ss8_ids``: the frame's structure strings as token ids aligned to
+    ``input_ids``. A missing column or a string that does not match its sequence is a
+    :class:`DataError` naming ``source``.
     """
 
     def __init__(
@@ -37,6 +66,9 @@ class EncodedDataset(Dataset):
         tokenized: Sequence[TokenizedSequence],
         problem_type: str,
         num_labels: int,
+        *,
+        structure_inputs: Sequence[str] = (),
+        source: str = "the data",
     ) -> None:
         if len(frame) != len(tokenized):
             raise ValueError(f"{len(frame)} rows but {len(tokenized)} tokenized sequences")
@@ -45,6 +77,30 @@ class EncodedDataset(Dataset):
         self.num_labels = num_labels
         self.labels: list[Any] | None = frame["label"].tolist() if "label" in frame.columns else None
         self.lengths = [len(item.input_ids) for item in self.tokenized]
+        self.structure: dict[str, list[list[int]]] = {
+            structure_batch_key(kind): self._structure_ids(frame, kind, source) for kind in structure_inputs
+        }
+
+    def _structure_ids(self, frame: pd.DataFrame, kind: str, source: str) -> list[list[int]]:
+        column = STRUCTURE_COLUMNS[kind]
+        if column not in frame.columns:
+            raise DataError(
+                f"model.ses.structure_inputs includes '{kind}', but there is no {_STRUCTURE_NAMES[kind]} "
+                f"column '{column}' here; add it (in data files its name is data.{kind}_column; to the "
+                f"Python API pass a DataFrame with aa_seq and {column} columns), or train without it by "
+                f"removing '{kind}' from model.ses.structure_inputs",
+                file=source,
+                field=column,
+            )
+        residues = [sum(item.residue_mask) for item in self.tokenized]
+        # Frames from the loader are validated already; a DataFrame handed to the Python API is not.
+        strings = check_structure_strings(
+            frame[column].tolist(), residues, kind=kind, file=source, field=column
+        )
+        return [
+            aligned_structure_ids(text, item.residue_mask, kind)
+            for text, item in zip(strings, self.tokenized, strict=True)
+        ]
 
     def __len__(self) -> int:
         return len(self.tokenized)
@@ -56,6 +112,7 @@ class EncodedDataset(Dataset):
             "residue_mask": item.residue_mask,
             "label": None if self.labels is None else self.labels[index],
             "index": index,
+            **{key: ids[index] for key, ids in self.structure.items()},
         }
 
 
@@ -167,8 +224,8 @@ class ProteinCollator:
     """Pads a list of dataset items to the longest in the batch.
 
     Output: ``input_ids`` (B, L) long, ``attention_mask`` (B, L) long, ``residue_mask`` (B, L) bool,
-    ``labels`` ((B,) long | (B, K) float multi-hot | (B,) float; absent when items carry no label) and
-    ``index`` (B,) long.
+    ``labels`` ((B,) long | (B, K) float multi-hot | (B,) float; absent when items carry no label),
+    ``index`` (B,) long, and ``foldseek_ids`` / ``ss8_ids`` (B, L) long (0 = padding) when items carry them.
     """
 
     def __init__(self, pad_token_id: int, problem_type: str, num_labels: int) -> None:
@@ -192,6 +249,12 @@ class ProteinCollator:
             "residue_mask": residue_mask,
             "index": torch.as_tensor([item["index"] for item in items], dtype=torch.long),
         }
+        for key in (structure_batch_key(kind) for kind in STRUCTURE_VOCABULARIES):
+            if key in items[0]:
+                ids = torch.zeros((len(items), longest), dtype=torch.long)
+                for row, item in enumerate(items):
+                    ids[row, : len(item[key])] = torch.as_tensor(item[key], dtype=torch.long)
+                batch[key] = ids
         labels = [item.get("label") for item in items]
         if any(label is not None for label in labels):
             if any(label is None for label in labels):
