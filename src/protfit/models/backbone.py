@@ -269,8 +269,12 @@ def _t5_style(tokenizer: Any, name: str) -> str:
     )
 
 
-def load_backbone(cfg: ModelConfig) -> Backbone:
-    """Model name (hub id, local folder or alias) -> backbone with the family's tokenizer rules."""
+def load_backbone(cfg: ModelConfig, quantization_config: Any = None) -> Backbone:
+    """Model name (hub id, local folder or alias) -> backbone with the family's tokenizer rules.
+
+    ``quantization_config`` (a transformers ``BitsAndBytesConfig``, for QLoRA) loads the encoder's
+    weights quantized onto the current CUDA device.
+    """
     if cfg.name.lower() == "onehot" or cfg.family == "onehot":
         if cfg.name.lower() != "onehot":
             raise ModelError(f"model.family 'onehot' goes with model.name 'onehot', not '{cfg.name}'")
@@ -296,6 +300,14 @@ def load_backbone(cfg: ModelConfig) -> Backbone:
     except Exception as error:
         # Missing or unreadable tokenizer files surface as many error types; name the model instead.
         raise ModelError(f"cannot load the tokenizer of '{cfg.name}': {_first_lines(error)}") from None
+    if quantization_config is not None:
+        if not torch.cuda.is_available():
+            raise ModelError(f"quantized weights for '{cfg.name}' need a CUDA GPU (bitsandbytes)")
+        kwargs = {
+            **kwargs,
+            "quantization_config": quantization_config,
+            "device_map": {"": torch.cuda.current_device()},
+        }
     encoder = _load_encoder(model_class, source, kwargs, cfg.name)
     style = _t5_style(tokenizer, cfg.name) if family == "t5" else family
     return Backbone(
