@@ -137,3 +137,14 @@ def test_ten_thousand_sequences_stream_through_one_model_load(trained_runs, tmp_
     assert main(["predict", str(run_dir), str(fasta), "-o", str(tmp_path / "many.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "many.csv")) == 10_000
     assert len(builds) == 1
+
+
+def test_python_api_validates_user_frames_like_files(trained_runs):
+    from protfit.data.errors import DataError
+
+    model = load(trained_runs["regression"][0])
+    table = model.predict(pd.DataFrame({"aa_seq": ["MKTAYIAK", "mktayiakqr"]}))  # no name column, lower case
+    assert len(table) == 2 and table["name"].is_unique
+    assert table["prediction"].notna().all()
+    with pytest.raises(DataError, match=r"the DataFrame, row 2, field 'aa_seq'"):
+        model.predict(pd.DataFrame({"aa_seq": ["MKTAYIAK", "MKT*YIAK"]}))

@@ -9,9 +9,20 @@ from protfit.config import apply_overrides, build_config
 from protfit.training.train import train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RUN_FILES = ["config.yaml", "history.csv", "history.jsonl", "model_stats.json", "data_report.json",
-             "test_results.csv", "test_predictions.csv", "summary.json", "loss.png", "metrics.png",
-             "checkpoints/best/model.safetensors", "checkpoints/last/model.safetensors"]
+RUN_FILES = [
+    "config.yaml",
+    "history.csv",
+    "history.jsonl",
+    "model_stats.json",
+    "data_report.json",
+    "test_results.csv",
+    "test_predictions.csv",
+    "summary.json",
+    "loss.png",
+    "metrics.png",
+    "checkpoints/best/model.safetensors",
+    "checkpoints/last/model.safetensors",
+]
 
 
 def run(task: str, problem: str, tmp_path: Path, *overrides: str) -> dict:
@@ -32,9 +43,15 @@ def run(task: str, problem: str, tmp_path: Path, *overrides: str) -> dict:
 
 @pytest.mark.slow
 def test_freeze_run_on_deeploc_with_token_budget(tmp_path):
-    summary = run("deeploc_localization", "single_label_classification", tmp_path, "model.method=freeze",
-                  "model.pooler=light_attention", "data.max_tokens_per_batch=16000",
-                  "data.unknown_residues=map_to_x")
+    summary = run(
+        "deeploc_localization",
+        "single_label_classification",
+        tmp_path,
+        "model.method=freeze",
+        "model.pooler=light_attention",
+        "data.max_tokens_per_batch=16000",
+        "data.unknown_residues=map_to_x",
+    )
     assert summary["history"][0]["padding_fraction"] < 0.05
     assert set(summary["test_metrics"]) == {"accuracy", "f1", "mcc", "auroc"}
     assert "composition_linear" in summary["baselines"]
@@ -42,7 +59,13 @@ def test_freeze_run_on_deeploc_with_token_budget(tmp_path):
 
 @pytest.mark.slow
 def test_full_run_on_gb1(tmp_path):
-    summary = run("flip_gb1_two_vs_rest", "regression", tmp_path, "model.method=full", "data.max_seq_len=64",
-                  "data.batch_size=32")
+    summary = run(
+        "flip_gb1_two_vs_rest",
+        "regression",
+        tmp_path,
+        "model.method=full",
+        "data.max_seq_len=64",
+        "data.batch_size=32",
+    )
     assert "onehot_linear" in summary["baselines"]  # equal-length sequences: position-aware baseline
     assert summary["test_metrics"]["spearman"]["low"] <= summary["test_metrics"]["spearman"]["value"]

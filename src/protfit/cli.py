@@ -63,6 +63,15 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"{len(table)} predictions written to {args.output}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from protfit.export import export_run
+
+    out_dir = export_run(args.run_dir, args.out_dir, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print(f"exported {args.run_dir} ({args.checkpoint} checkpoint) to {out_dir}")
+    print(f"  transformers: AutoModel.from_pretrained('{out_dir / 'backbone'}')")
+    print(f"  protfit:      protfit predict {out_dir} SEQUENCES.fasta -o predictions.csv")
+
+
 def _models(args: argparse.Namespace) -> None:
     from protfit.models.catalog import format_model_catalog
 
@@ -104,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", help="FASTA or CSV/TSV/JSON/parquet file with sequences")
     predict.add_argument("-o", "--output", required=True, help="CSV file to write")
     predict.set_defaults(handler=_predict)
+
+    export = commands.add_parser(
+        "export", help="write a trained run as a standalone Hugging Face model (adapters merged)"
+    )
+    export.add_argument("run_dir", help="run folder written by `protfit train`")
+    export.add_argument("out_dir", help="folder to write (backbone/, head weights, config.yaml)")
+    export.add_argument(
+        "--checkpoint", choices=["best", "last"], default="best", help="which weights (default: best)"
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    export.set_defaults(handler=_export)
 
     models = commands.add_parser("models", help="list model families and aliases, and what works offline")
     models.set_defaults(handler=_models)

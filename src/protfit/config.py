@@ -99,10 +99,79 @@ class HeadConfig(_Section):
 
 
 class LoraConfig(_Section):
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | None = Field(None, description="None: the family's default modules")
+    """Settings of the PEFT methods (lora, dora, adalora, ia3, qlora); see docs/methods.md."""
+
+    r: int = Field(8, ge=1, description="lora/dora/qlora: adapter rank")
+    alpha: int = Field(16, ge=1, description="lora/dora/adalora/qlora: scaling numerator (scale = alpha / r)")
+    dropout: float = Field(
+        0.05, ge=0.0, lt=1.0, description="lora/dora/adalora/qlora: dropout on the adapter input"
+    )
+    target_modules: list[str] | None = Field(
+        None,
+        description="Linear layers that get adapters (names or dotted suffixes); None: the family's default",
+    )
+    feedforward_modules: list[str] | None = Field(
+        None,
+        description="ia3: target modules scaled on their input (feed-forward); None: the family's default "
+        "when target_modules is None, else none",
+    )
+    adalora_init_r: int = Field(12, ge=1, description="adalora: starting rank of every adapted matrix")
+    adalora_target_r: int = Field(
+        8, ge=1, description="adalora: average rank per matrix left after rank allocation"
+    )
+    adalora_tinit_ratio: float = Field(
+        0.1, ge=0.0, lt=1.0, description="adalora: share of optimizer steps at full rank before pruning"
+    )
+    adalora_tfinal_ratio: float = Field(
+        0.2, ge=0.0, lt=1.0, description="adalora: share of final optimizer steps with the ranks fixed"
+    )
+    adalora_orth_reg_weight: float = Field(
+        0.5, ge=0.0, description="adalora: weight of the orthogonality regulariser on A and B (0: off)"
+    )
+    qlora_bits: Literal[4, 8] = Field(
+        4, description="qlora: bits of the frozen base weights (4: NF4 + double quantization, 8: LLM.int8)"
+    )
+
+    @model_validator(mode="after")
+    def _adalora_schedule(self) -> LoraConfig:
+        if self.adalora_target_r >= self.adalora_init_r:
+            raise ValueError(
+                f"adalora_target_r ({self.adalora_target_r}) must be below adalora_init_r "
+                f"({self.adalora_init_r}): AdaLoRA prunes ranks from init_r down to target_r"
+            )
+        if self.adalora_tinit_ratio + self.adalora_tfinal_ratio >= 1.0:
+            raise ValueError(
+                "adalora_tinit_ratio + adalora_tfinal_ratio must be below 1, leaving steps for rank allocation"
+            )
+        return self
+
+
+class SesConfig(_Section):
+    """The structure-aware adapter (model.method=ses_adapter); ignored by the other methods."""
+
+    structure_inputs: list[Literal["foldseek", "ss8"]] = Field(
+        default_factory=lambda: ["foldseek", "ss8"],
+        min_length=1,
+        description="Structure strings the adapter reads: foldseek (3Di, data.foldseek_column), ss8 (DSSP)",
+    )
+    embedding_dim: int = Field(128, ge=1, description="Structure token embedding and attention size")
+    num_heads: int = Field(4, ge=1, description="Cross-attention heads; must divide embedding_dim")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention weights and output")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SesConfig:
+        if len(set(self.structure_inputs)) != len(self.structure_inputs):
+            raise ValueError(f"model.ses.structure_inputs lists an input twice: {self.structure_inputs}")
+        if self.embedding_dim % self.num_heads:
+            raise ValueError(
+                f"model.ses.embedding_dim={self.embedding_dim} is not divisible by "
+                f"model.ses.num_heads={self.num_heads}"
+            )
+        if (self.embedding_dim // self.num_heads) % 2:
+            raise ValueError(
+                "model.ses.embedding_dim / model.ses.num_heads must be even (rotary positions rotate pairs)"
+            )
+        return self
 
 
 class ModelConfig(_Section):
@@ -110,11 +179,25 @@ class ModelConfig(_Section):
     family: Literal["auto", "esm", "bert", "t5", "onehot"] = Field(
         "auto", description="auto: detected from the model's config.json"
     )
-    method: str = Field("freeze", description="Training method: freeze, full (PEFT methods via registry)")
+    method: str = Field(
+        "freeze",
+        description="Training method: freeze, full, lora, dora, adalora, ia3, qlora (docs/methods.md)",
+    )
     pooler: str = Field("mean", description="mean, attention1d, light_attention, cls, flatten")
     pooler_dropout: float = Field(0.25, ge=0.0, lt=1.0, description="Dropout inside attention poolers")
+    embedding_cache: bool = Field(
+        True,
+        description="Frozen backbone (method freeze): compute its outputs once, store them on disk "
+        "(PROTFIT_CACHE/embeddings) and train the pooler and head on them; false: run the backbone every batch",
+    )
     head: HeadConfig = Field(default_factory=HeadConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    ses: SesConfig = Field(default_factory=SesConfig)
+
+    @property
+    def structure_inputs(self) -> list[str]:
+        """Structure strings the batches must carry: the ses_adapter's selection, none for other methods."""
+        return list(self.ses.structure_inputs) if self.method == "ses_adapter" else []
 
 
 class SchedulerConfig(_Section):

@@ -17,8 +17,10 @@ import torch
 
 from protfit.config import RunConfig, load_config
 from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
-from protfit.data.loading import read_sequences
+from protfit.data.loading import read_sequences, validate_sequences
+from protfit.data.validation import VALIDATED
 from protfit.metrics import targets_from_frame
+from protfit.models.embedding_cache import cached_loader_if_present
 from protfit.models.methods import apply_method
 from protfit.models.protein_model import ProteinModel, build_model, load_trainable_state_dict
 from protfit.report.confidence import metrics_with_intervals
@@ -47,14 +49,6 @@ class TrainedModel:
     def problem_type(self) -> str:
         return self.config.data.problem_type
 
-    def _frame(self, sequences: list[str] | pd.DataFrame) -> pd.DataFrame:
-        if isinstance(sequences, pd.DataFrame):
-            return sequences
-        frame = pd.DataFrame({"aa_seq": list(sequences)})
-        frame["name"] = [f"seq_{index + 1}" for index in range(len(frame))]
-        frame["row"] = np.arange(1, len(frame) + 1)
-        return frame
-
     def _loader(self, frame: pd.DataFrame) -> torch.utils.data.DataLoader:
         backbone = self.model.backbone
         labelled = "label" in frame
@@ -64,16 +58,26 @@ class TrainedModel:
             backbone.tokenize(frame["aa_seq"].tolist()),
             self.problem_type if labelled else None,
             self.num_labels,
+            structure_inputs=self.config.model.structure_inputs,
+            source="the input sequences",
         )
+        # A run that trained on cached features predicts from them where they exist (its test split):
+        # predictions then equal test_predictions.csv exactly; other sequences run the backbone live.
+        cached = cached_loader_if_present(self.model, self.config, dataset)
+        if cached is not None:
+            return cached
         return build_dataloader(dataset, self.config.data, shuffle=False, seed=0, collator=collator)
 
     def _validated(self, sequences: list[str] | pd.DataFrame) -> pd.DataFrame:
-        """Plain strings get the same residue checks and truncation as training data."""
+        """Sequences and user frames get the same residue/label/structure checks and truncation as
+        training data; frames that come out of protfit's own loaders are already validated."""
         if isinstance(sequences, pd.DataFrame):
-            return sequences
-        from protfit.data.loading import validate_sequences
-
-        return validate_sequences(self._frame(sequences), self.config.data, source="sequences")
+            if sequences.attrs.get(VALIDATED):
+                return sequences
+            frame, source = sequences, "the DataFrame"
+        else:
+            frame, source = pd.DataFrame({"aa_seq": list(sequences)}), "the sequences"
+        return validate_sequences(frame, self.config.data, source=source, num_labels=self.num_labels)
 
     def outputs(self, sequences: list[str] | pd.DataFrame) -> np.ndarray:
         frame = self._validated(sequences)
@@ -126,6 +130,7 @@ class TrainedModel:
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        frame = self._validated(frame)
         outputs = self.outputs(frame)
         targets = targets_from_frame(frame, self.problem_type, self.num_labels)
         names = self.config.metric_names
@@ -164,6 +169,8 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
             f"{run_dir} has no '{checkpoint}' checkpoint yet (was the run interrupted before epoch 1 ended?)"
         )
     config = load_config(run_dir / CONFIG_FILE)
+    if (run_dir / config.model.name).is_dir():  # an export names its merged backbone folder relatively
+        config.model.name = str(run_dir / config.model.name)
     meta = read_json(run_dir / "model_meta.json")
     model = build_model(config, meta["num_labels"])
     model = apply_method(model, config, total_steps=1)

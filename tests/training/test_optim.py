@@ -8,9 +8,13 @@ from protfit.training.optim import build_optimizer
 def test_weight_decay_skips_biases_and_norm_scales():
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 1))
     optimizer = build_optimizer(model, TrainConfig(weight_decay=0.1, learning_rate=1e-3))
-    decay = {id(p) for group in optimizer.param_groups if group["weight_decay"] == 0.1 for p in group["params"]}
+    decay = {
+        id(p) for group in optimizer.param_groups if group["weight_decay"] == 0.1 for p in group["params"]
+    }
     assert decay == {id(model[0].weight), id(model[2].weight)}
-    no_decay = {id(p) for group in optimizer.param_groups if group["weight_decay"] == 0.0 for p in group["params"]}
+    no_decay = {
+        id(p) for group in optimizer.param_groups if group["weight_decay"] == 0.0 for p in group["params"]
+    }
     assert no_decay == {id(model[0].bias), id(model[1].weight), id(model[1].bias), id(model[2].bias)}
 
 

@@ -279,6 +279,9 @@ def _require_column(raw: pd.DataFrame, column: str, option: str, source: str) ->
         )
 
 
+VALIDATED = "protfit_validated"
+
+
 def prepare_frame(
     raw: pd.DataFrame,
     *,
@@ -339,4 +342,5 @@ def prepare_frame(
         frame[canonical] = strings
     counts = {"rows": len(frame), "truncated": truncated, "residues_mapped_to_x": mapped}
     counts["rows_mapped_to_x"] = mapped_rows if cfg.unknown_residues == "map_to_x" else 0
+    frame.attrs[VALIDATED] = True  # lets the Python API skip re-validating loader output
     return frame, counts

@@ -20,7 +20,7 @@ from protfit.models.protein_model import ProteinModel
 
 Method = Callable[[ProteinModel, RunConfig, int], ProteinModel]
 METHODS: dict[str, Method] = {}
-COMPONENTS = ("backbone", "pooler", "head")
+COMPONENTS = ("backbone", "adapter", "pooler", "head")
 
 
 def register_method(name: str) -> Callable[[Method], Method]:
@@ -84,7 +84,10 @@ def model_statistics(model: ProteinModel) -> dict[str, Any]:
     """Parameter counts: total, trainable, percent trainable, and per component."""
     components = {}
     for name in COMPONENTS:
-        params = list(getattr(model, name).parameters())
+        module = getattr(model, name)
+        if module is None:  # no structure adapter attached
+            continue
+        params = list(module.parameters())
         components[name] = {
             "total": sum(param.numel() for param in params),
             "trainable": sum(param.numel() for param in params if param.requires_grad),
@@ -106,3 +109,7 @@ def format_model_statistics(stats: dict[str, Any]) -> str:
     lines.append(f"{'total':<10} {stats['total']:>14,} {stats['trainable']:>14,}")
     lines.append(f"trainable: {stats['percent_trainable']:.2f}% of parameters")
     return "\n".join(lines)
+
+
+# Methods in their own modules register themselves on import.
+from protfit.models import peft_methods, ses_adapter  # noqa: E402,F401

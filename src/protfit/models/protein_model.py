@@ -96,7 +96,9 @@ class ProteinModel(nn.Module):
 
 def build_model(cfg: RunConfig, num_labels: int) -> ProteinModel:
     """Backbone, pooler and head as configured; everything trains until ``apply_method`` decides."""
-    backbone = load_backbone(cfg.model)
+    from protfit.models.peft_methods import base_weight_quantization  # lazy: peft_methods imports this module
+
+    backbone = load_backbone(cfg.model, quantization_config=base_weight_quantization(cfg.model))
     pooler = build_pooler(cfg.model.pooler, backbone.hidden_size, cfg)
     if getattr(pooler, "needs_cls_token", False) and not backbone.has_cls_token:
         raise ModelError(

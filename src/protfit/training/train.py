@@ -24,6 +24,7 @@ from protfit.config import RunConfig, TrainConfig, load_config
 from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
 from protfit.data.loading import DatasetSplits, load_dataset_splits
 from protfit.metrics import compute_metrics, metric_mode, targets_from_frame
+from protfit.models.embedding_cache import cached_loaders, uses_embedding_cache
 from protfit.models.methods import (
     apply_method,
     check_method_requirements,
@@ -165,7 +166,12 @@ def fit_and_test(
         if split is None:
             continue
         dataset = EncodedDataset(
-            split.frame, model.backbone.tokenize(split.frame["aa_seq"].tolist()), problem, splits.num_labels
+            split.frame,
+            model.backbone.tokenize(split.frame["aa_seq"].tolist()),
+            problem,
+            splits.num_labels,
+            structure_inputs=cfg.model.structure_inputs,
+            source=split.source,
         )
         loaders[split.name] = build_dataloader(
             dataset, cfg.data, shuffle=split.name == "train", seed=cfg.train.seed, collator=collator
@@ -177,6 +183,11 @@ def fit_and_test(
     ]
     total_steps = sum(steps_per_epoch)
     model = apply_method(model, cfg, total_steps)
+    embedding_cache = None
+    if uses_embedding_cache(model, cfg):
+        # A frozen backbone's outputs never change: computed once (or read from disk), the pooler and
+        # head train on them without running the backbone again; same samplers, so the same batches.
+        loaders, embedding_cache = cached_loaders(model, cfg, loaders, accelerator)
     stats = model_statistics(model)
     write_json(run_dir / "model_stats.json", stats)
     print(format_model_statistics(stats))
@@ -279,6 +290,7 @@ def fit_and_test(
         "epochs_run": len(history.records),
         "stopped_early": stopper.should_stop and len(history.records) < cfg.train.epochs,
         "model_stats": stats,
+        "embedding_cache": embedding_cache,
         "history": history.records,
     }
     if splits.test is not None:
