@@ -148,3 +148,9 @@ def test_python_api_validates_user_frames_like_files(trained_runs):
     assert table["prediction"].notna().all()
     with pytest.raises(DataError, match=r"the DataFrame, row 2, field 'aa_seq'"):
         model.predict(pd.DataFrame({"aa_seq": ["MKTAYIAK", "MKT*YIAK"]}))
+
+
+def test_cli_predict_shows_a_progress_bar(trained_runs, tmp_path, capsys):
+    run_dir, data = trained_runs["regression"]
+    assert main(["predict", str(run_dir), str(data / "test.csv"), "-o", str(tmp_path / "p.csv")]) == 0
+    assert "predict" in capsys.readouterr().err  # tqdm writes stage, percent, elapsed and ETA to stderr

@@ -44,7 +44,7 @@ def _eval(args: argparse.Namespace) -> None:
             raise FileNotFoundError(f"the run's data ({model.config.data.path}) has no {args.split} split")
         frame, label = split.frame, args.split
     out_dir = Path(args.output) if args.output else Path(args.run_dir) / "eval" / label
-    metrics = model.evaluate(frame, out_dir)
+    metrics = model.evaluate(frame, out_dir, progress=True)
     print(
         f"{len(frame)} sequences ({label}); metrics with bootstrap {model.config.evaluation.bootstrap.confidence:.0%} interval:"
     )
@@ -59,7 +59,7 @@ def _predict(args: argparse.Namespace) -> None:
 
     model = load(args.run_dir)
     frame = read_sequences(args.input, model.config.data, num_labels=model.num_labels)
-    table = model.predict(frame, output_csv=args.output)
+    table = model.predict(frame, output_csv=args.output, progress=True)
     print(f"{len(table)} predictions written to {args.output}")
 
 

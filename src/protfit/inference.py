@@ -79,7 +79,8 @@ class TrainedModel:
             frame, source = pd.DataFrame({"aa_seq": list(sequences)}), "the sequences"
         return validate_sequences(frame, self.config.data, source=source, num_labels=self.num_labels)
 
-    def outputs(self, sequences: list[str] | pd.DataFrame) -> np.ndarray:
+    def outputs(self, sequences: list[str] | pd.DataFrame, progress: str | None = None) -> np.ndarray:
+        """Probabilities / scores / values in input order; ``progress`` names a progress bar."""
         frame = self._validated(sequences)
         accelerator = build_accelerator(self.config.train)
         self.model.to(accelerator.device)
@@ -90,15 +91,19 @@ class TrainedModel:
             self.scaling,
             accelerator,
             self.problem_type,
+            progress=progress,
         )
         return result.outputs
 
     def predict(
-        self, sequences: list[str] | pd.DataFrame, output_csv: str | Path | None = None
+        self,
+        sequences: list[str] | pd.DataFrame,
+        output_csv: str | Path | None = None,
+        progress: bool = False,
     ) -> pd.DataFrame:
         """Predicted label / class probabilities / multi-label scores / value, one row per sequence."""
         frame = self._validated(sequences)
-        outputs = self.outputs(frame)
+        outputs = self.outputs(frame, progress="predict" if progress else None)
         path = Path(output_csv) if output_csv is not None else None
         table = write_predictions(
             path,
@@ -124,14 +129,14 @@ class TrainedModel:
         order = torch.argsort(torch.cat(indices))
         return torch.cat(vectors)[order].numpy()
 
-    def evaluate(self, frame: pd.DataFrame, out_dir: str | Path) -> dict[str, Any]:
+    def evaluate(self, frame: pd.DataFrame, out_dir: str | Path, progress: bool = False) -> dict[str, Any]:
         """Metrics with bootstrap intervals on a labelled frame; writes CSV, JSON and a plot."""
         from protfit.report.plots import plot_evaluation
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         frame = self._validated(frame)
-        outputs = self.outputs(frame)
+        outputs = self.outputs(frame, progress="evaluate" if progress else None)
         targets = targets_from_frame(frame, self.problem_type, self.num_labels)
         names = self.config.metric_names
         metrics = metrics_with_intervals(

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from protfit.metrics import outputs_from_logits, predicted_labels
 
@@ -79,12 +80,22 @@ class SplitOutputs:
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion, scaling: LabelScaling, accelerator, problem_type: str) -> SplitOutputs:
-    """Forward a whole split; length-bucketed batches are put back into the split's row order."""
+def evaluate(
+    model,
+    loader,
+    criterion,
+    scaling: LabelScaling,
+    accelerator,
+    problem_type: str,
+    progress: str | None = None,
+) -> SplitOutputs:
+    """Forward a whole split; length-bucketed batches are put back into the split's row order.
+
+    ``progress`` names a progress bar (stage, percent, elapsed, ETA); None shows none."""
     model.eval()
     outputs, indices = [], []
     total_loss, samples = 0.0, 0
-    for batch in loader:
+    for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False, dynamic_ncols=True):
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
         with accelerator.autocast():
             logits = model(**model_inputs(batch))

@@ -236,7 +236,15 @@ def fit_and_test(
             hooks,
             steps_per_epoch[epoch - 1],
         )
-        validation = evaluate(model, loaders["validation"], criterion, scaling, accelerator, problem)
+        validation = evaluate(
+            model,
+            loaders["validation"],
+            criterion,
+            scaling,
+            accelerator,
+            problem,
+            progress=f"epoch {epoch}/{cfg.train.epochs} validation" if cfg.train.progress else None,
+        )
         val_metrics = compute_metrics(
             cfg.metric_names,
             problem,
@@ -294,7 +302,15 @@ def fit_and_test(
         "history": history.records,
     }
     if splits.test is not None:
-        test = evaluate(unwrapped, loaders["test"], criterion, scaling, accelerator, problem)
+        test = evaluate(
+            unwrapped,
+            loaders["test"],
+            criterion,
+            scaling,
+            accelerator,
+            problem,
+            progress="test" if cfg.train.progress else None,
+        )
         test_targets = targets_from_frame(splits.test.frame, problem, splits.num_labels)
         summary["test_loss"] = test.loss
         summary["test_metrics"] = metrics_with_intervals(
