@@ -65,18 +65,53 @@ def rows(epochs: int) -> list[tuple[str, dict, bool]]:
     """(row name, config overrides, needs a random-init folder per seed)."""
     plm = {"pooler": "mean", "head": {"hidden_dims": [128], "dropout": 0.1}}
     return [
-        ("one-hot MLP (flattened)", {"model": {"name": "onehot", "method": "full", "pooler": "flatten",
-                                               "head": {"hidden_dims": [64], "dropout": 0.2}},
-                                     "train": {"epochs": max(epochs, 30), "learning_rate": 1e-3}}, False),
-        ("one-hot 1-D CNN (light attention)", {"model": {"name": "onehot", "method": "full", "pooler": "light_attention",
-                                                         "head": {"hidden_dims": [64], "dropout": 0.2}},
-                                               "train": {"epochs": max(epochs, 30), "learning_rate": 1e-3}}, False),
-        ("AntiBERTy freeze + MLP head", {"model": {"name": "antiberty", "method": "freeze", **plm},
-                                         "train": {"epochs": max(epochs, 30), "learning_rate": 1e-3}}, False),
-        ("AntiBERTy full fine-tuning", {"model": {"name": "antiberty", "method": "full", **plm},
-                                        "train": {"epochs": epochs, "learning_rate": 1e-4}}, False),
-        ("AntiBERTy architecture, random init, full", {"model": {"method": "full", **plm},
-                                                       "train": {"epochs": epochs, "learning_rate": 1e-4}}, True),
+        (
+            "one-hot MLP (flattened)",
+            {
+                "model": {
+                    "name": "onehot",
+                    "method": "full",
+                    "pooler": "flatten",
+                    "head": {"hidden_dims": [64], "dropout": 0.2},
+                },
+                "train": {"epochs": max(epochs, 30), "learning_rate": 1e-3},
+            },
+            False,
+        ),
+        (
+            "one-hot 1-D CNN (light attention)",
+            {
+                "model": {
+                    "name": "onehot",
+                    "method": "full",
+                    "pooler": "light_attention",
+                    "head": {"hidden_dims": [64], "dropout": 0.2},
+                },
+                "train": {"epochs": max(epochs, 30), "learning_rate": 1e-3},
+            },
+            False,
+        ),
+        (
+            "AntiBERTy freeze + MLP head",
+            {
+                "model": {"name": "antiberty", "method": "freeze", **plm},
+                "train": {"epochs": max(epochs, 30), "learning_rate": 1e-3},
+            },
+            False,
+        ),
+        (
+            "AntiBERTy full fine-tuning",
+            {
+                "model": {"name": "antiberty", "method": "full", **plm},
+                "train": {"epochs": epochs, "learning_rate": 1e-4},
+            },
+            False,
+        ),
+        (
+            "AntiBERTy architecture, random init, full",
+            {"model": {"method": "full", **plm}, "train": {"epochs": epochs, "learning_rate": 1e-4}},
+            True,
+        ),
     ]
 
 
@@ -86,12 +121,26 @@ def run_row(name: str, overrides: dict, data: Path, seed: int, out: Path, max_se
     from protfit.training.train import train
 
     raw = {
-        "data": {"path": str(data), "problem_type": "regression", "max_seq_len": max_seq_len, "batch_size": 16},
+        "data": {
+            "path": str(data),
+            "problem_type": "regression",
+            "max_seq_len": max_seq_len,
+            "batch_size": 16,
+        },
         "model": overrides["model"],
-        "train": {"seed": seed, "progress": False, "scheduler": {"name": "linear", "warmup_ratio": 0.1},
-                  "early_stopping": {"monitor": "spearman", "patience": 5}, **overrides["train"]},
+        "train": {
+            "seed": seed,
+            "progress": False,
+            "scheduler": {"name": "linear", "warmup_ratio": 0.1},
+            "early_stopping": {"monitor": "spearman", "patience": 5},
+            **overrides["train"],
+        },
         "evaluation": {"metrics": ["spearman", "mse"]},
-        "output": {"dir": str(out), "name": f"{name.replace(' ', '_').replace('/', '')}-seed{seed}", "overwrite": True},
+        "output": {
+            "dir": str(out),
+            "name": f"{name.replace(' ', '_').replace('/', '')}-seed{seed}",
+            "overwrite": True,
+        },
     }
     started = time.perf_counter()
     result = train(build_config(raw))
@@ -105,7 +154,11 @@ def run_row(name: str, overrides: dict, data: Path, seed: int, out: Path, max_se
         "best_val_spearman": summary["best_val_metric"],
         "train_val_gap": train_metrics["spearman"]["value"] - summary["best_val_metric"],
         "wall_s": time.perf_counter() - started,
-        "ridge_test_spearman": summary["baselines"].get("onehot_linear", {}).get("metrics", {}).get("spearman", {}).get("value"),
+        "ridge_test_spearman": summary["baselines"]
+        .get("onehot_linear", {})
+        .get("metrics", {})
+        .get("spearman", {})
+        .get("value"),
         "best_epoch": summary["best_epoch"],
     }
 
@@ -127,7 +180,9 @@ def write_report(results: pd.DataFrame, args: argparse.Namespace, test_rows: int
         f"Task: FLIP GB1 `{args.task}` (regression, metric Spearman), train/validation as published,",
         f"test: a fixed random subset of {test_rows} test sequences (seed 0) to keep CPU time bounded.",
         f"Sequences truncated to the first {args.max_seq_len} residues (`keep_start`), which keeps all four",
-        "varied positions (39, 40, 41, 54). Seeds: " + ", ".join(map(str, args.seeds)) + "; mean ± sd over seeds.",
+        "varied positions (39, 40, 41, 54). Seeds: "
+        + ", ".join(map(str, args.seeds))
+        + "; mean ± sd over seeds.",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, Python {platform.python_version()}.",
         "Command: `python bench/quality.py " + " ".join(sys.argv[1:]) + "`",
@@ -151,9 +206,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="flip_gb1_two_vs_rest")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=8, help="epochs for full fine-tuning rows")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs for full fine-tuning rows")
     parser.add_argument("--max-seq-len", type=int, default=64)
-    parser.add_argument("--test-subset", type=int, default=2000)
+    parser.add_argument("--test-subset", type=int, default=1000)
     parser.add_argument("--rows", nargs="*", help="only rows whose name contains one of these words")
     parser.add_argument("--out", default=str(REPO / "docs" / "quality.md"))
     args = parser.parse_args()
@@ -178,9 +233,15 @@ def main() -> int:
             continue
         for seed in args.seeds:
             if needs_random:
-                overrides = {**overrides, "model": {**overrides["model"], "name": str(random_init_antiberty(work, seed))}}
+                overrides = {
+                    **overrides,
+                    "model": {**overrides["model"], "name": str(random_init_antiberty(work, seed))},
+                }
             record = run_row(name, overrides, data, seed, work / "runs", args.max_seq_len)
-            print(f"== {name} seed {seed}: test spearman {record['test_spearman']:.3f} ({record['wall_s']:.0f}s)", flush=True)
+            print(
+                f"== {name} seed {seed}: test spearman {record['test_spearman']:.3f} ({record['wall_s']:.0f}s)",
+                flush=True,
+            )
             records.append(record)
     results = pd.DataFrame(records)
     results_csv = REPO / "bench" / "results" / "quality.csv"
