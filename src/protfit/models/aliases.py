@@ -8,7 +8,10 @@ resolver may do one-time work (convert weights, build a tiny model) and caches t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _ALIASES: dict[str, Callable[[], Path]] = {}
@@ -20,6 +23,26 @@ def cache_root() -> Path:
     root = Path(os.environ.get("PROTFIT_CACHE", Path.home() / ".cache" / "protfit"))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextmanager
+def staged_folder(target: Path, marker: str) -> Iterator[Path]:
+    """Yield an empty sibling of ``target`` to fill; when the block succeeds it is renamed into place.
+
+    An interrupted build therefore never looks complete. If another process finished the same build
+    first (``target/marker`` exists), its folder is kept and this one discarded.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield staging
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / marker).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def register_alias(name: str, help_text: str) -> Callable[[Callable[[], Path]], Callable[[], Path]]:

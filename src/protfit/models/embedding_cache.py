@@ -30,7 +30,6 @@ import hashlib
 import json
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -46,7 +45,7 @@ from tqdm.auto import tqdm
 
 from protfit.config import DataConfig, RunConfig
 from protfit.data.batching import LengthBucketSampler, ProteinCollator, TokenizedSequence, build_dataloader
-from protfit.models.aliases import cache_root, resolve_model_source
+from protfit.models.aliases import cache_root, resolve_model_source, staged_folder
 from protfit.models.protein_model import ProteinModel
 
 FeatureKind = Literal["pooled", "residues"]
@@ -205,21 +204,12 @@ class EmbeddingCache:
             return found
         started = time.perf_counter()
         folder = self.folder(tokenized)
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=self.root))
-        try:
+        with staged_folder(folder, marker="meta.json") as staging:
             for dtype in (np.float16, np.float32):
                 if self._write(staging, tokenized, data_cfg, device, autocast, dtype, description, progress):
                     break
             meta = {"key": self.key(tokenized), "kind": self.kind, "dtype": np.dtype(dtype).name}
             (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-            try:
-                staging.rename(folder)
-            except OSError:
-                if not (folder / "meta.json").is_file():  # not a concurrent build that finished first
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return CachedFeatures.open(folder, hit=False, seconds=time.perf_counter() - started)
 
     @torch.no_grad()

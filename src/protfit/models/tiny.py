@@ -8,13 +8,11 @@ useful: they exist for smoke runs and tests.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from protfit.models.aliases import cache_root, register_alias
+from protfit.models.aliases import cache_root, register_alias, staged_folder
 
 TINY_FAMILIES = ("esm", "bert", "t5")
 # The real vocabularies, in their real order, so token ids match the pretrained models'.
@@ -126,18 +124,8 @@ def _cached_tiny_model(alias: str, family: str, **shape: int) -> Path:
     target = cache_root() / "tiny" / alias
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Built next to the target and renamed into place, so an interrupted build never looks complete.
-    staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
-    try:
+    with staged_folder(target, marker="config.json") as staging:
         build_tiny_model(family, staging, **shape)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent build that finished first
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
