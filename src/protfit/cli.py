@@ -93,6 +93,12 @@ def _models(args: argparse.Namespace) -> None:
     print(format_model_catalog())
 
 
+def _webui(args: argparse.Namespace) -> None:
+    from protfit.webui.app import serve
+
+    serve(args.workspace, host=args.host, port=args.port, share=args.share, auth=args.auth)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="protfit", description="Fine-tune protein language models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -150,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list model families and aliases, and what works offline")
     models.set_defaults(handler=_models)
+
+    webui = commands.add_parser("webui", help="web UI for training and prediction (docs/webui.md)")
+    webui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    webui.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    webui.add_argument("--auth", metavar="USER:PASSWORD", help="require this login")
+    webui.add_argument("--workspace", default=".", metavar="DIR", help="folder the UI reads and writes (default: .)")
+    webui.add_argument("--share", action="store_true", help="also create a public Gradio share link")
+    webui.set_defaults(handler=_webui)
     return parser
 
 
