@@ -209,6 +209,31 @@ def ensure_writable(folder: str | Path, what: str = "output folder") -> Path:
     return path
 
 
+def ensure_output_file(path: str | Path, what: str = "output file") -> Path:
+    """Fail before any work when ``path`` cannot be written as a file: a folder, a missing parent
+    folder, or no write permission (prediction runs for minutes before it writes)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{what} {path} is a folder; give a file name, e.g. {path / 'predictions.csv'}"
+        )
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{what} {path}: folder {path.parent} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PermissionError(f"{what} {path} is not writable; choose a file in a folder you can write to")
+    return path
+
+
+def ensure_output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """Like :func:`ensure_writable`, and ``path`` must not be an existing file."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(
+            f"{what} {path} is a file; results are written into a folder, give a folder path"
+        )
+    return ensure_writable(path, what)
+
+
 def config_hash(cfg: RunConfig) -> str:
     """A short fingerprint of the resolved config (what ran, not how it was spelled)."""
     text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
