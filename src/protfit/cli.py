@@ -137,7 +137,10 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _webui(args: argparse.Namespace) -> None:
-    from protfit.webui.app import serve
+    try:
+        from protfit.webui.app import serve
+    except ModuleNotFoundError as error:
+        raise RuntimeError(f'the web UI needs {error.name}: pip install "protfit[webui]"') from None
 
     serve(args.workspace, host=args.host, port=args.port, share=args.share, auth=args.auth)
 
@@ -202,10 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=_models)
 
     webui = commands.add_parser("webui", help="web UI for training and prediction (docs/webui.md)")
-    webui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    webui.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
+    )
     webui.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     webui.add_argument("--auth", metavar="USER:PASSWORD", help="require this login")
-    webui.add_argument("--workspace", default=".", metavar="DIR", help="folder the UI reads and writes (default: .)")
+    webui.add_argument(
+        "--workspace", default=".", metavar="DIR", help="folder the UI reads and writes (default: .)"
+    )
     webui.add_argument("--share", action="store_true", help="also create a public Gradio share link")
     webui.set_defaults(handler=_webui)
     return parser

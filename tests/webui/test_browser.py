@@ -105,7 +105,6 @@ def set_number(page, label: str, value: object) -> None:
     box.press("Tab")
 
 
-
 def test_preview_data_and_command(page, shots: Path) -> None:
     choose(page, "dataset folder", "datasets/syn")
     choose(page, "data.problem_type", "single_label_classification")
@@ -119,7 +118,9 @@ def test_preview_data_and_command(page, shots: Path) -> None:
     set_number(page, "train.epochs", 2)
     page.get_by_role("button", name="Preview command").click()
     expect(page.get_by_text("valid configuration, saved as")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"protfit train configs/webui-\d{8}-\d{6}-\w{6}\.yaml"))).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"protfit train configs/webui-\d{8}-\d{6}-\w{6}\.yaml"))
+    ).to_be_visible()
     expect(page.get_by_text("name: tiny-esm2")).to_be_visible()
     page.get_by_role("button", name="Download YAML").scroll_into_view_if_needed()
     page.screenshot(path=shots / "webui-train-command.png", full_page=False)
@@ -137,7 +138,13 @@ def test_options_show_only_when_relevant(page) -> None:
 
 def test_refused_value_has_the_config_message(page) -> None:
     with pytest.raises(ConfigError) as refused:
-        build_config({"data": {"path": "x", "problem_type": "regression"}, "model": {"name": "x"}, "train": {"epochs": 0}})
+        build_config(
+            {
+                "data": {"path": "x", "problem_type": "regression"},
+                "model": {"name": "x"},
+                "train": {"epochs": 0},
+            }
+        )
     line = next(line for line in str(refused.value).splitlines() if "train.epochs" in line).strip()
     set_number(page, "train.epochs", 0)
     page.get_by_role("button", name="Preview command").click()

@@ -21,7 +21,9 @@ LOOPBACK = "127.0.0.1"
 def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Blocks:
     jobs = jobs or JobRegistry()
     with gr.Blocks(title="protfit") as app:
-        gr.Markdown("# protfit\nFine-tune protein language models: every button runs the `protfit` command shown.")
+        gr.Markdown(
+            "# protfit\nFine-tune protein language models: every button runs the `protfit` command shown."
+        )
         with gr.Tabs():
             with gr.Tab("Train", id="train"):
                 train = TrainTab(workspace, jobs)

@@ -11,11 +11,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from protfit.data.loading import DatasetSplits  # noqa: E402
-from protfit.report.confidence import format_with_interval  # noqa: E402
+from protfit.data.loading import DatasetSplits
+from protfit.report.confidence import format_with_interval
 
 # ---- dataset preview ---------------------------------------------------------------------------
 
@@ -43,7 +43,8 @@ def data_checks(splits: DatasetSplits) -> str:
     lines = [f"**Data checks** — {splits.problem_type}, {splits.num_labels} label(s)"]
     shared = {pair: count for pair, count in report.get("shared_sequences", {}).items() if count}
     lines.append(
-        "- ⚠️ sequences shared between splits: " + ", ".join(f"{p} {c}" for p, c in shared.items())
+        "- ⚠️ sequences shared between splits: "
+        + ", ".join(f"{p} {c}" for p, c in shared.items())
         + " (scores on shared sequences reward memorisation)"
         if shared
         else "- no sequence is shared between splits"
@@ -57,7 +58,9 @@ def data_checks(splits: DatasetSplits) -> str:
         lines.append(
             f"- {text}: " + ", ".join(f"{n} {c}" for n, c in counts.items()) if counts else f"- no {text}"
         )
-    lines.append("- residues, labels and columns validated (a problem stops the preview with file, row and field)")
+    lines.append(
+        "- residues, labels and columns validated (a problem stops the preview with file, row and field)"
+    )
     return "\n".join(lines)
 
 

@@ -108,7 +108,9 @@ def _leaf_spec(key: str, field: Any, registries: dict[str, Registry]) -> FieldSp
     required = field.is_required()
     default = None if required else field.get_default(call_default_factory=True)
     low, high, limits = _limits(field.metadata)
-    info = " ".join(part for part in (field.description or "", f"(allowed: {limits})" if limits else "") if part)
+    info = " ".join(
+        part for part in (field.description or "", f"(allowed: {limits})" if limits else "") if part
+    )
     common = {"key": key, "required": required, "optional": optional, "info": info}
     origin, args = get_origin(annotation), get_args(annotation)
 

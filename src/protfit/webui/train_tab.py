@@ -41,7 +41,9 @@ def _widget(spec: schema.FieldSpec, visible: bool) -> gr.components.Component:
             step=1 if spec.integer else 0.0001,
             **common,
         )
-    return gr.Textbox(value=spec.default, placeholder="YAML, e.g. [64, 32]" if spec.kind == "yaml" else None, **common)
+    return gr.Textbox(
+        value=spec.default, placeholder="YAML, e.g. [64, 32]" if spec.kind == "yaml" else None, **common
+    )
 
 
 class OptionForm:
@@ -153,7 +155,12 @@ class TrainTab:
             f"✅ valid configuration, saved as `{CONFIGS}/{name}.yaml`. Start gives each run its own "
             f"folder in `{RUNS}/`, so the run's name will differ."
         )
-        return [message, command, yaml.safe_dump(raw, sort_keys=False), gr.update(value=str(path), visible=True)]
+        return [
+            message,
+            command,
+            yaml.safe_dump(raw, sort_keys=False),
+            gr.update(value=str(path), visible=True),
+        ]
 
     def start(self, dataset: str | None, *values: Any) -> list[Any]:
         name = unique_name("webui")
@@ -165,7 +172,11 @@ class TrainTab:
         run_dir = self.workspace.resolve(f"{RUNS}/{name}")
         log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
         self.jobs.add(name, Job(["train", f"{CONFIGS}/{name}.yaml"], self.workspace.root, log, run_dir))
-        return [name, f"started `protfit train {CONFIGS}/{name}.yaml` → `{RUNS}/{name}`", gr.Timer(active=True)]
+        return [
+            name,
+            f"started `protfit train {CONFIGS}/{name}.yaml` → `{RUNS}/{name}`",
+            gr.Timer(active=True),
+        ]
 
     def abort(self, job_id: str | None) -> str:
         job = self.jobs.get(job_id)
@@ -218,12 +229,19 @@ class TrainTab:
             return [None, None, "", None, None, *[gr.update(visible=False)] * 3]
         history = results.read_history(run_dir)
         text = "\n\n".join(
-            part for part in (results.overfitting_verdict(history) if history else "", results.summary_text(run_dir)) if part
+            part
+            for part in (
+                results.overfitting_verdict(history) if history else "",
+                results.summary_text(run_dir),
+            )
+            if part
         )
         downloads = []
         for name in ("test_results.csv", "test_predictions.csv", "history.csv"):
             path = run_dir / name
-            downloads.append(gr.update(value=str(path), visible=True) if path.is_file() else gr.update(visible=False))
+            downloads.append(
+                gr.update(value=str(path), visible=True) if path.is_file() else gr.update(visible=False)
+            )
         return [
             results.loss_plot(history),
             results.metric_plot(history),
@@ -303,7 +321,9 @@ class TrainTab:
             loss = gr.Plot(label="loss")
             metric = gr.Plot(label="validation metrics")
         verdicts = gr.Markdown()
-        test_table = gr.Dataframe(label="test metrics (95% bootstrap intervals): model and baselines", interactive=False)
+        test_table = gr.Dataframe(
+            label="test metrics (95% bootstrap intervals): model and baselines", interactive=False
+        )
         stats_table = gr.Dataframe(label="model statistics", interactive=False)
         with gr.Row():
             downloads = [
@@ -319,10 +339,19 @@ class TrainTab:
         timer = gr.Timer(1.0, active=False)
 
         run_outputs = [loss, metric, verdicts, test_table, stats_table, *downloads]
-        refresh.click(lambda: (gr.update(choices=self.workspace.datasets()), gr.update(choices=self.workspace.runs())), None, [dataset, run_picker], queue=False)
+        refresh.click(
+            lambda: (gr.update(choices=self.workspace.datasets()), gr.update(choices=self.workspace.runs())),
+            None,
+            [dataset, run_picker],
+            queue=False,
+        )
         uploads.upload(self.upload, uploads, [dataset, checks])
-        preview_button.click(self.preview_data, inputs, [checks, sizes, lengths, labels, samples], preprocess=False)
-        command_button.click(self.preview_command, inputs, [message, command, config_yaml, yaml_download], preprocess=False)
+        preview_button.click(
+            self.preview_data, inputs, [checks, sizes, lengths, labels, samples], preprocess=False
+        )
+        command_button.click(
+            self.preview_command, inputs, [message, command, config_yaml, yaml_download], preprocess=False
+        )
         start_button.click(self.start, inputs, [job_id, message, timer], preprocess=False)
         abort_button.click(self.abort, job_id, message)
         resume_button.click(self.resume, job_id, [job_id, message, timer])
