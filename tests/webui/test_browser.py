@@ -122,7 +122,7 @@ def test_preview_data_and_command(page, shots: Path) -> None:
         page.get_by_text(re.compile(r"protfit train configs/webui-\d{8}-\d{6}-\w{6}\.yaml"))
     ).to_be_visible()
     expect(page.get_by_text("name: tiny-esm2")).to_be_visible()
-    page.get_by_role("button", name="Download YAML").scroll_into_view_if_needed()
+    page.get_by_text("valid configuration, saved as").evaluate("element => element.scrollIntoView({block: 'start'})")
     page.screenshot(path=shots / "webui-train-command.png", full_page=False)
 
 
@@ -154,11 +154,11 @@ def test_refused_value_has_the_config_message(page) -> None:
 
 def test_start_run_progress_final_metrics_and_csv(page, server, shots: Path, tmp_path: Path) -> None:
     page.get_by_role("button", name="Start").click()
-    expect(page.get_by_text("⏳ running")).to_be_visible(timeout=60_000)
-    expect(page.get_by_text("✅ finished")).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(page.get_by_text("… running")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("✓ finished")).to_be_visible(timeout=RUN_TIMEOUT)
     expect(page.get_by_text("composition_linear").first).to_be_visible()
     expect(page.get_by_text("verdict:", exact=False).first).to_be_visible()
-    page.get_by_role("button", name="Results CSV").scroll_into_view_if_needed()
+    page.get_by_text("✓ finished").evaluate("element => element.scrollIntoView({block: 'start'})")
     page.screenshot(path=shots / "webui-train-results.png", full_page=False)
     with page.expect_download() as download:
         page.get_by_role("button", name="Results CSV").click()
@@ -176,7 +176,7 @@ def test_abort_keeps_completed_epochs(page, server) -> None:
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_text(re.compile(r"completed epochs: [1-9]"))).to_be_visible(timeout=RUN_TIMEOUT)
     page.get_by_role("button", name="Abort").click()
-    expect(page.get_by_text("⏹ stopped")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("■ stopped")).to_be_visible(timeout=60_000)
     expect(page.get_by_text(re.compile(r"\d+ completed epochs? kept in"))).to_be_visible()
     run_dir = max((server[1] / "runs").iterdir(), key=lambda path: path.stat().st_mtime)
     history = (run_dir / "history.jsonl").read_text().splitlines()
@@ -192,7 +192,7 @@ def test_predict_from_pasted_sequences(page, server, shots: Path) -> None:
     choose(page, "run", f"runs/{finished[0].name}")
     page.get_by_label("sequences", exact=True).fill("MKTAYIAKQRQISFVKSHFSRQ\nDEDEDEWWFFKRKRLLAGSTP")
     page.get_by_role("button", name="Predict", exact=True).click()
-    expect(page.get_by_text("✅ 2 predictions")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("✓ 2 predictions")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("seq2").first).to_be_visible()
     expect(page.get_by_role("button", name="Download predictions CSV")).to_be_visible()
     page.screenshot(path=shots / "webui-predict.png", full_page=False)
@@ -216,5 +216,5 @@ def test_path_traversal_refused(page, server) -> None:
     ):
         choose(page, "dataset folder", given)
         page.get_by_role("button", name="Preview data").click()
-        expect(page.get_by_text(f"❌ refused: '{given}' {reason}")).to_be_visible()
+        expect(page.get_by_text(f"✗ refused: '{given}' {reason}")).to_be_visible()
     assert json.dumps(sorted(p.name for p in (server[1] / "datasets").iterdir())) == '["escape", "syn"]'

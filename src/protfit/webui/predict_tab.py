@@ -66,9 +66,9 @@ class PredictTab:
             output = folder / "predictions.csv"
             table = model.predict(frame, output_csv=output)
         except USER_ERRORS as error:
-            return [f"❌ protfit predict: error: {error}", None, hidden]
-        message = f"✅ {len(table)} predictions from `{self.workspace.relative(run_dir)}`, written to `{self.workspace.relative(output)}`"
-        return [message, table, gr.update(value=str(output), visible=True)]
+            return [f"✗ protfit predict: error: {error}", None, hidden]
+        message = f"✓ {len(table)} predictions from `{self.workspace.relative(run_dir)}`, written to `{self.workspace.relative(output)}`"
+        return [message, table.round(4), gr.update(value=str(output), visible=True)]
 
     def render(self) -> None:
         with gr.Row():

@@ -43,7 +43,7 @@ def data_checks(splits: DatasetSplits) -> str:
     lines = [f"**Data checks** — {splits.problem_type}, {splits.num_labels} label(s)"]
     shared = {pair: count for pair, count in report.get("shared_sequences", {}).items() if count}
     lines.append(
-        "- ⚠️ sequences shared between splits: "
+        "- ⚠ sequences shared between splits: "
         + ", ".join(f"{p} {c}" for p, c in shared.items())
         + " (scores on shared sequences reward memorisation)"
         if shared
@@ -214,5 +214,5 @@ def summary_text(run_dir: Path) -> str:
     ]
     if summary.get("verdict"):
         lines.append(f"- verdict: {summary['verdict']}")
-    lines.extend(f"- ⚠️ {warning}" for warning in summary.get("warnings", []))
+    lines.extend(f"- ⚠ {warning}" for warning in summary.get("warnings", []))
     return "\n".join(lines)

@@ -134,7 +134,7 @@ class TrainTab:
             cfg = schema.build({"data": data, "model": {"name": "onehot"}}).data
             splits = load_dataset_splits(cfg)
         except USER_ERRORS as error:
-            return [f"❌ {error}", None, None, None, None]
+            return [f"✗ {error}", None, None, None, None]
         return [
             results.data_checks(splits),
             results.split_sizes(splits),
@@ -148,11 +148,11 @@ class TrainTab:
         try:
             raw = self.raw_config(dataset, list(values), name)
         except USER_ERRORS as error:
-            return [f"❌ {error}", "", "", gr.update(visible=False)]
+            return [f"✗ {error}", "", "", gr.update(visible=False)]
         path = self.write_config(raw, name)
         command = f"cd {self.workspace.root}\nprotfit train {CONFIGS}/{name}.yaml"
         message = (
-            f"✅ valid configuration, saved as `{CONFIGS}/{name}.yaml`. Start gives each run its own "
+            f"✓ valid configuration, saved as `{CONFIGS}/{name}.yaml`. Start gives each run its own "
             f"folder in `{RUNS}/`, so the run's name will differ."
         )
         return [
@@ -167,7 +167,7 @@ class TrainTab:
         try:
             raw = self.raw_config(dataset, list(values), name)
         except USER_ERRORS as error:
-            return [None, f"❌ {error}", gr.Timer(active=False)]
+            return [None, f"✗ {error}", gr.Timer(active=False)]
         self.write_config(raw, name)
         run_dir = self.workspace.resolve(f"{RUNS}/{name}")
         log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
@@ -209,7 +209,7 @@ class TrainTab:
                 *(f"{key} {value}" for key, value in progress.postfix.items()),
                 f"completed epochs: {epochs}",
             ]
-            return "⏳ running — " + " · ".join(part for part in parts if part)
+            return "… running — " + " · ".join(part for part in parts if part)
         if job.aborted:
             kept = (
                 f"{epochs} completed epoch{'s' if epochs != 1 else ''} kept in `{relative}`; **Resume** continues "
@@ -217,11 +217,11 @@ class TrainTab:
                 if epochs
                 else "no epoch had completed, nothing kept"
             )
-            return f"⏹ stopped after {job.elapsed:.0f} s: {kept}"
+            return f"■ stopped after {job.elapsed:.0f} s: {kept}"
         if job.returncode == 0:
-            return f"✅ finished in {job.elapsed:.0f} s: `{relative}` ({epochs} epochs)"
+            return f"✓ finished in {job.elapsed:.0f} s: `{relative}` ({epochs} epochs)"
         tail = "\n".join(job.lines[-8:])
-        return f"❌ failed (exit code {job.returncode}):\n```\n{tail}\n```"
+        return f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```"
 
     def show_run(self, run_dir: Path | None) -> list[Any]:
         """Plots, verdicts, metrics and downloads of a run folder (live or finished)."""
@@ -261,7 +261,7 @@ class TrainTab:
         try:
             run_dir = self.workspace.resolve(run or "", must_exist=True)
         except WorkspaceError as error:
-            return [f"❌ {error}", *self.show_run(None)]
+            return [f"✗ {error}", *self.show_run(None)]
         return [f"run `{self.workspace.relative(run_dir)}`", *self.show_run(run_dir)]
 
     def upload(self, files: list[str] | None) -> list[Any]:
@@ -270,7 +270,7 @@ class TrainTab:
         try:
             folder = self.workspace.save_uploads(files)
         except WorkspaceError as error:
-            return [gr.update(), f"❌ {error}"]
+            return [gr.update(), f"✗ {error}"]
         return [gr.update(choices=self.workspace.datasets(), value=folder), f"uploaded to `{folder}`"]
 
     # ---- layout ------------------------------------------------------------------------------
