@@ -81,10 +81,8 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def field(page, label: str):
     """The widget labelled ``label`` (a text box's accessible name also holds its help text)."""
-    exact = page.get_by_label(label, exact=True)
-    if exact.count():
-        return exact
-    return page.get_by_role("textbox", name=re.compile("^" + re.escape(label) + r"( |$)"))
+    with_help = page.get_by_role("textbox", name=re.compile("^" + re.escape(label) + r"( |$)"))
+    return page.get_by_label(label, exact=True).or_(with_help)
 
 
 def choose(page, label: str, value: str) -> None:
@@ -122,7 +120,9 @@ def test_preview_data_and_command(page, shots: Path) -> None:
         page.get_by_text(re.compile(r"protfit train configs/webui-\d{8}-\d{6}-\w{6}\.yaml"))
     ).to_be_visible()
     expect(page.get_by_text("name: tiny-esm2")).to_be_visible()
-    page.get_by_text("valid configuration, saved as").evaluate("element => element.scrollIntoView({block: 'start'})")
+    page.get_by_text("valid configuration, saved as").evaluate(
+        "element => element.scrollIntoView({block: 'start'})"
+    )
     page.screenshot(path=shots / "webui-train-command.png", full_page=False)
 
 
@@ -183,7 +183,27 @@ def test_abort_keeps_completed_epochs(page, server) -> None:
     assert 1 <= len(history) < 400
     assert (run_dir / "checkpoints" / "last").is_dir()
     assert not (run_dir / "summary.json").exists()
-    set_number(page, "train.epochs", 2)
+
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_text(f"resumed: protfit train --resume runs/{run_dir.name}")).to_be_visible()
+    more = len(history) + 1
+    expect(page.get_by_text(re.compile(rf"completed epochs: ({more}|[1-9]\d+)\b"))).to_be_visible(
+        timeout=RUN_TIMEOUT
+    )
+    page.get_by_role("button", name="Abort").click()
+    expect(page.get_by_text("■ stopped")).to_be_visible(timeout=60_000)
+    resumed = (run_dir / "history.jsonl").read_text().splitlines()
+    assert resumed[: len(history)] == history and len(resumed) > len(history)
+
+
+def test_cli_runs_appear_and_their_settings_load(page, server) -> None:
+    first = min((server[1] / "runs").iterdir(), key=lambda path: path.stat().st_mtime)
+    page.get_by_role("button", name="↻").first.click()
+    choose(page, "open an existing run", f"runs/{first.name}")
+    page.get_by_role("button", name="Load its settings").click()
+    expect(page.get_by_text(f"settings loaded from runs/{first.name}/config.yaml")).to_be_visible()
+    expect(field(page, "train.epochs")).to_have_value("2")
+    expect(field(page, "model.method")).to_have_value("full")
 
 
 def test_predict_from_pasted_sequences(page, server, shots: Path) -> None:

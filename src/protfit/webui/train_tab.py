@@ -86,10 +86,13 @@ class OptionForm:
             updates.append(gr.update(visible=any(shown[key] for key in inside)))
         return updates
 
+    @property
+    def outputs(self) -> list[Any]:
+        return [*self.components, *self.groups.values()]
+
     def wire_visibility(self) -> None:
-        outputs = [*self.components, *self.groups.values()]
         for key in schema.controlling_keys(self.specs):
-            self.widgets[key].change(self.visibility, self.components, outputs, queue=False)
+            self.widgets[key].change(self.visibility, self.components, self.outputs, queue=False)
 
 
 class TrainTab:
@@ -264,6 +267,35 @@ class TrainTab:
             return [f"✗ {error}", *self.show_run(None)]
         return [f"run `{self.workspace.relative(run_dir)}`", *self.show_run(run_dir)]
 
+    def settings_from(self, raw: dict[str, Any], source: str) -> list[Any]:
+        """Fill the dataset picker and every option from a config dict (a run's config.yaml, a
+        recommended config): [dataset, message, *widget updates, *section updates]."""
+        values = schema.raw_to_values(self.specs, raw)
+        shown = self.form.visibility(*values)
+        widgets = [
+            gr.update(value=value, visible=update["visible"])
+            for value, update in zip(values, shown[: len(values)], strict=True)
+        ]
+        dataset: Any = gr.update()
+        message = f"settings loaded from `{source}`"
+        path = (raw.get("data") or {}).get("path")
+        try:
+            dataset = gr.update(value=self.workspace.relative(self.workspace.resolve(path, must_exist=True)))
+        except WorkspaceError as error:
+            message += f"; its dataset was not loaded: {error}"
+        return [dataset, message, *widgets, *shown[len(values) :]]
+
+    def load_settings(self, run: str | None) -> list[Any]:
+        try:
+            run_dir = self.workspace.resolve(run or "", must_exist=True)
+            config_file = self.workspace.resolve(
+                f"{self.workspace.relative(run_dir)}/config.yaml", must_exist=True
+            )
+            raw = yaml.safe_load(config_file.read_text()) or {}
+        except (WorkspaceError, yaml.YAMLError) as error:
+            return [gr.update(), f"✗ {error}", *[gr.update()] * len(self.form.outputs)]
+        return self.settings_from(raw, self.workspace.relative(config_file))
+
     def upload(self, files: list[str] | None) -> list[Any]:
         if not files:
             return [gr.update(), ""]
@@ -302,7 +334,7 @@ class TrainTab:
                 labels = gr.Plot(label="label distribution")
 
         gr.Markdown("### Options\nEvery option of the configuration; the help text is the config's own.")
-        form = OptionForm(self.specs)
+        form = self.form = OptionForm(self.specs)
         inputs = [dataset, *form.components]
 
         with gr.Row():
@@ -336,6 +368,7 @@ class TrainTab:
                 choices=self.workspace.runs(), label="open an existing run", allow_custom_value=True, scale=3
             )
             open_button = gr.Button("Open run", scale=1)
+            load_button = gr.Button("Load its settings", scale=1)
         timer = gr.Timer(1.0, active=False)
 
         run_outputs = [loss, metric, verdicts, test_table, stats_table, *downloads]
@@ -357,6 +390,5 @@ class TrainTab:
         resume_button.click(self.resume, job_id, [job_id, message, timer])
         timer.tick(self.tick, job_id, [progress, *run_outputs, timer])
         open_button.click(self.open_run, run_picker, [progress, *run_outputs])
+        load_button.click(self.load_settings, run_picker, [dataset, message, *form.outputs])
         form.wire_visibility()
-        self.form = form
-        self.load_outputs = [*form.components, *form.groups.values()]
