@@ -137,6 +137,11 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _webui(args: argparse.Namespace) -> None:
+    import os
+
+    # Gradio's upload/download cache inside the workspace too (read by gradio when it is imported)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(args.workspace).expanduser().resolve() / ".gradio"))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         from protfit.webui.app import serve
     except ModuleNotFoundError as error:

@@ -20,7 +20,7 @@ LOOPBACK = "127.0.0.1"
 
 def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Blocks:
     jobs = jobs or JobRegistry()
-    with gr.Blocks(title="protfit") as app:
+    with gr.Blocks(title="protfit", analytics_enabled=False) as app:
         gr.Markdown(
             "# protfit\nFine-tune protein language models: every button runs the `protfit` command shown."
         )

@@ -95,6 +95,14 @@ class OptionForm:
             self.widgets[key].change(self.visibility, self.components, self.outputs, queue=False)
 
 
+def _folder_state(run_dir: Path | None) -> str:
+    """What the run outputs depend on: the history's size and the result files present."""
+    if run_dir is None:
+        return ""
+    files = ("history.jsonl", "summary.json", "test_results.csv", "model_stats.json")
+    return repr([(run_dir / name).stat().st_size if (run_dir / name).is_file() else -1 for name in files])
+
+
 class TrainTab:
     def __init__(self, workspace: Workspace, jobs: JobRegistry) -> None:
         self.workspace = workspace
@@ -254,11 +262,15 @@ class TrainTab:
             *downloads,
         ]
 
-    def tick(self, job_id: str | None) -> list[Any]:
+    def tick(self, job_id: str | None, shown: str | None) -> list[Any]:
+        """Progress every second; plots and tables only when the run folder changed (a new epoch, the
+        results), so a long run does not redraw its figures every second."""
         job = self.jobs.get(job_id)
         if job is None:
-            return ["", *self.show_run(None), gr.Timer(active=False)]
-        return [self.progress_text(job), *self.show_run(job.run_dir), gr.Timer(active=job.running)]
+            return ["", *self.show_run(None), None, gr.Timer(active=False)]
+        state = _folder_state(job.run_dir)
+        run_outputs = self.show_run(job.run_dir) if state != shown else [gr.skip()] * 8
+        return [self.progress_text(job), *run_outputs, state, gr.Timer(active=job.running)]
 
     def open_run(self, run: str | None) -> list[Any]:
         try:
@@ -388,7 +400,8 @@ class TrainTab:
         start_button.click(self.start, inputs, [job_id, message, timer], preprocess=False)
         abort_button.click(self.abort, job_id, message)
         resume_button.click(self.resume, job_id, [job_id, message, timer])
-        timer.tick(self.tick, job_id, [progress, *run_outputs, timer])
+        shown = gr.State(None)
+        timer.tick(self.tick, [job_id, shown], [progress, *run_outputs, shown, timer])
         open_button.click(self.open_run, run_picker, [progress, *run_outputs])
         load_button.click(self.load_settings, run_picker, [dataset, message, *form.outputs])
         form.wire_visibility()
