@@ -348,13 +348,14 @@ class TrainTab:
         gr.Markdown("### Options\nEvery option of the configuration; the help text is the config's own.")
         form = self.form = OptionForm(self.specs)
         inputs = [dataset, *form.components]
+        self.dataset, self.inputs = dataset, inputs  # the LR finder / Tune tab runs on this configuration
 
         with gr.Row():
             command_button = gr.Button("Preview command")
             start_button = gr.Button("Start", variant="primary")
             abort_button = gr.Button("Abort", variant="stop")
             resume_button = gr.Button("Resume")
-        message = gr.Markdown()
+        message = self.message = gr.Markdown()
         with gr.Row():
             command = gr.Code(label="command", language="shell", interactive=False)
             config_yaml = gr.Code(label="config YAML", language="yaml", interactive=False)
