@@ -32,8 +32,11 @@ def test_widgets_follow_field_types_defaults_limits_and_choices() -> None:
     assert specs["model.ses.structure_inputs"].choices == ("foldseek", "ss8")
     epochs = specs["train.epochs"]
     assert (epochs.kind, epochs.integer, epochs.default, epochs.minimum) == ("number", True, 10, 1)
-    assert "(allowed: > 0.0)" in specs["train.learning_rate"].info
+    assert "(allowed: ≥ 0.0)" in specs["train.weight_decay"].info
+    assert "(allowed: > 0.0)" in specs["train.max_grad_norm"].info
     assert specs["train.progress"].kind == "checkbox"
+    assert specs["model.head.dropout"].default == 0.1
+    assert schema.yaml_text(0.001) == "0.001" and schema.yaml_text([64, 32]) == "[64, 32]"
     assert (
         specs["model.head.hidden_dims"].kind == "yaml" and specs["model.head.hidden_dims"].default == "[256]"
     )

@@ -99,6 +99,13 @@ def _limits(metadata: list[Any]) -> tuple[float | None, float | None, str]:
     return low, high, " and ".join(words)
 
 
+def yaml_text(value: Any) -> str:
+    """A value as the one-line YAML a person would type: ``[64, 32]``, ``0.001``, empty for None."""
+    if value is None:
+        return ""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def _registries_by_key() -> dict[str, Registry]:
     return {registry.config_key: registry for registry in list_registries().values()}
 
@@ -123,8 +130,7 @@ def _leaf_spec(key: str, field: Any, registries: dict[str, Registry]) -> FieldSp
         if key in registries:
             names = tuple(registries[key].names())
             return FieldSpec(kind="multiselect", default=default or [], choices=names, **common)
-        text = "" if default is None else yaml.safe_dump(default, default_flow_style=True).strip()
-        return FieldSpec(kind="yaml", default=text, **common)
+        return FieldSpec(kind="yaml", default=yaml_text(default), **common)
     if annotation is bool:
         return FieldSpec(kind="checkbox", default=bool(default), **common)
     if annotation in (int, float):
@@ -140,8 +146,7 @@ def _leaf_spec(key: str, field: Any, registries: dict[str, Registry]) -> FieldSp
         )
     if annotation is str:
         return FieldSpec(kind="text", default=default or "", **common)
-    text = "" if default is None else yaml.safe_dump(default, default_flow_style=True).strip()
-    return FieldSpec(kind="yaml", default=text, **common)
+    return FieldSpec(kind="yaml", default=yaml_text(default), **common)
 
 
 def field_specs(model: type[BaseModel] | None = None, prefix: str = "") -> list[FieldSpec]:
@@ -286,7 +291,7 @@ def raw_to_values(specs: list[FieldSpec], raw: dict[str, Any]) -> list[Any]:
         if node is spec.default:
             values.append(spec.default)
         elif spec.kind == "yaml":
-            values.append("" if node is None else yaml.safe_dump(node, default_flow_style=True).strip())
+            values.append(yaml_text(node))
         elif spec.kind == "text":
             values.append("" if node is None else str(node))
         else:
