@@ -1,0 +1,270 @@
+"""Learning-rate range test (Smith 2017, "Cyclical Learning Rates", section 3.3).
+
+The learning rate grows exponentially from ``start_lr`` to ``end_lr`` over ``num_steps`` mini-batches
+while the training loss is recorded. The raw loss of one batch is noisy, so the curve is smoothed
+with an exponential moving average (bias-corrected, as in Adam, so the first points are not pulled
+towards zero). The test stops once the smoothed loss exceeds ``diverge_factor`` times its minimum or
+is no longer finite: past that point the curve only says "too large".
+
+Two suggestion rules are common:
+
+- ``steepest``: the learning rate where the smoothed loss falls fastest against log(lr), taken
+  before the minimum (fastai's ``valley``/``steep`` family; davidtvs/pytorch-lr-finder);
+- ``min_div_10``: the learning rate at the minimum smoothed loss, divided by 10 (the fastai v1
+  rule of thumb: the minimum is already on the edge of divergence).
+
+The model, the optimizer and the torch / numpy / python RNG states are restored afterwards, so a run
+that follows starts exactly as if the test never happened.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+SuggestionRule = Literal["steepest", "min_div_10"]
+SUGGESTION_RULES: dict[str, str] = {
+    "steepest": "steepest descent of the smoothed loss against log10(lr), before its minimum",
+    "min_div_10": "learning rate at the minimum smoothed loss, divided by 10",
+}
+
+
+@dataclass
+class RangeTestResult:
+    """The recorded curve and the suggestion; ``stopped`` says why the ramp ended."""
+
+    learning_rates: list[float]
+    losses: list[float]
+    smoothed_losses: list[float]
+    suggestion: float
+    rule: SuggestionRule
+    stopped: str
+    start_lr: float
+    end_lr: float
+    num_steps: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a run's summary records (the curve itself goes to the CSV)."""
+        return {
+            "suggested_lr": self.suggestion,
+            "rule": self.rule,
+            "rule_description": SUGGESTION_RULES[self.rule],
+            "start_lr": self.start_lr,
+            "end_lr": self.end_lr,
+            "num_steps": self.num_steps,
+            "steps_run": len(self.learning_rates),
+            "stopped": self.stopped,
+            **self.extra,
+        }
+
+
+def ramp(start_lr: float, end_lr: float, num_steps: int) -> np.ndarray:
+    """``num_steps`` learning rates growing geometrically from start_lr to end_lr (both included)."""
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"the range test needs 0 < start_lr < end_lr (got {start_lr} and {end_lr})")
+    if num_steps < 2:
+        raise ValueError(f"the range test needs at least 2 steps (got {num_steps})")
+    return np.geomspace(start_lr, end_lr, num_steps)
+
+
+def smooth(losses: Iterable[float], beta: float = 0.98) -> list[float]:
+    """Bias-corrected exponential moving average: avg_t / (1 - beta**t)."""
+    average, smoothed = 0.0, []
+    for step, loss in enumerate(losses, start=1):
+        average = beta * average + (1 - beta) * loss
+        smoothed.append(average / (1 - beta**step))
+    return smoothed
+
+
+def suggest(
+    learning_rates: list[float], smoothed: list[float], rule: SuggestionRule = "steepest", skip_start: int = 0
+) -> float:
+    """The suggested learning rate from a (finite part of a) smoothed curve."""
+    if rule not in SUGGESTION_RULES:
+        raise ValueError(f"unknown suggestion rule '{rule}'; choose from {sorted(SUGGESTION_RULES)}")
+    lrs = np.asarray(learning_rates, dtype=float)
+    losses = np.asarray(smoothed, dtype=float)
+    finite = np.isfinite(losses)
+    lrs, losses = lrs[finite], losses[finite]
+    if len(lrs) == 0:
+        raise ValueError("the range test recorded no finite loss; lower start_lr")
+    # the first smoothed points average only a few batches: they are noise, not the curve's shape
+    skip = min(skip_start, len(lrs) - 1)
+    minimum = skip + int(np.argmin(losses[skip:]))
+    if rule == "min_div_10":
+        return float(max(lrs[minimum] / 10, lrs[0]))
+    # the steepest descent before the minimum: past it the curve is rising towards divergence
+    segment = slice(skip, minimum + 1)
+    if minimum - skip < 2:
+        return float(lrs[minimum])
+    gradient = np.gradient(losses[segment], np.log10(lrs[segment]))
+    return float(lrs[segment][int(np.argmin(gradient))])
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _cycle(loader: Iterable[Any]):
+    """Batches for as many steps as asked: the loader restarts when it runs out."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the range test got an empty training loader")
+
+
+def range_test(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable[Any],
+    batch_loss: Callable[[torch.nn.Module, Any], torch.Tensor],
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 1.0,
+    num_steps: int = 100,
+    beta: float = 0.98,
+    diverge_factor: float = 4.0,
+    rule: SuggestionRule = "steepest",
+    max_grad_norm: float | None = None,
+    backward: Callable[[torch.Tensor], None] | None = None,
+) -> RangeTestResult:
+    """Ramp the learning rate over mini-batches and suggest one; model, optimizer and RNG are restored.
+
+    ``batch_loss(model, batch)`` returns the scalar training loss of one batch (the caller moves the
+    batch to the device and applies any label scaling). ``backward`` replaces ``loss.backward()``
+    (e.g. ``accelerator.backward``).
+    """
+    if rule not in SUGGESTION_RULES:
+        raise ValueError(f"unknown suggestion rule '{rule}'; choose from {sorted(SUGGESTION_RULES)}")
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"smoothing beta must be in [0, 1) (got {beta})")
+    if diverge_factor <= 1.0:
+        raise ValueError(f"diverge_factor must be above 1 (got {diverge_factor})")
+    schedule = ramp(start_lr, end_lr, num_steps)
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    saved_rng = _rng_state()
+    was_training = model.training
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    average, best, stopped = 0.0, math.inf, "reached end_lr"
+    try:
+        model.train()
+        batches = _cycle(loader)
+        for step, lr in enumerate(schedule, start=1):
+            for group in optimizer.param_groups:
+                group["lr"] = float(lr)
+            optimizer.zero_grad(set_to_none=True)
+            loss = batch_loss(model, next(batches))
+            value = float(loss.detach())
+            lrs.append(float(lr))
+            losses.append(value)
+            if not math.isfinite(value):
+                smoothed.append(math.nan)
+                stopped = f"loss not finite at lr {lr:.3g}"
+                break
+            average = beta * average + (1 - beta) * value
+            current = average / (1 - beta**step)
+            smoothed.append(current)
+            best = min(best, current)
+            if current > diverge_factor * best:
+                stopped = f"diverged at lr {lr:.3g} (smoothed loss > {diverge_factor:g} x its minimum)"
+                break
+            (backward or torch.Tensor.backward)(loss)
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+    finally:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        _restore_rng_state(saved_rng)
+        model.train(was_training)
+    suggestion = suggest(lrs, smoothed, rule, skip_start=max(1, len(lrs) // 10))
+    return RangeTestResult(
+        learning_rates=lrs,
+        losses=losses,
+        smoothed_losses=smoothed,
+        suggestion=suggestion,
+        rule=rule,
+        stopped=stopped,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_steps=num_steps,
+    )
+
+
+def write_curve_csv(result: RangeTestResult, path: str | Path) -> Path:
+    """(lr, loss, smoothed_loss) per step."""
+    path = Path(path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["lr", "loss", "smoothed_loss"])
+        for row in zip(result.learning_rates, result.losses, result.smoothed_losses, strict=True):
+            writer.writerow(row)
+    return path
+
+
+def plot_curve(result: RangeTestResult, path: str | Path) -> Path:
+    """Loss against learning rate (log axis), smoothed curve, the suggestion marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(result.learning_rates, result.losses, color="0.75", linewidth=0.8, label="loss")
+    axis.plot(result.learning_rates, result.smoothed_losses, color="C0", label="smoothed loss")
+    finite = [
+        (lr, loss)
+        for lr, loss in zip(result.learning_rates, result.smoothed_losses, strict=True)
+        if math.isfinite(loss)
+    ]
+    marker_loss = min(finite, key=lambda point: abs(math.log(point[0] / result.suggestion)))[1]
+    axis.scatter([result.suggestion], [marker_loss], color="C3", zorder=3, s=40)
+    axis.axvline(result.suggestion, color="C3", linestyle="--", linewidth=0.8)
+    axis.annotate(
+        f"suggested {result.suggestion:.2e}\n({result.rule})",
+        (result.suggestion, marker_loss),
+        textcoords="offset points",
+        xytext=(8, 8),
+        color="C3",
+    )
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("training loss")
+    finite_losses = [loss for _, loss in finite]
+    low, high = min(finite_losses), max(finite_losses)
+    axis.set_ylim(low - 0.05 * (high - low + 1e-12), min(high, 4 * low if low > 0 else high) * 1.05 + 1e-12)
+    axis.set_title("learning-rate range test")
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
