@@ -78,6 +78,61 @@ def _models(args: argparse.Namespace) -> None:
     print(format_model_catalog())
 
 
+# ---- sweep and lr-find (src/protfit/sweep) -------------------------------------------------------
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from protfit.sweep.config import build_sweep_config, load_sweep_config
+    from protfit.sweep.presets import describe_presets
+    from protfit.sweep.study import open_sweep_folder, prepare_sweep, run_sweep
+
+    if args.list_presets:
+        print(describe_presets())
+        return
+    if args.resume is not None:
+        if args.sweep_file is not None:
+            args.overrides.insert(0, args.sweep_file)  # `--resume DIR n_trials=30`: an override, not a file
+        sweep = open_sweep_folder(args.resume, args.overrides)
+        run_sweep(sweep, resume=True)
+        return
+    extra = [
+        f"{key}={value}"
+        for key, value in (("study.storage", args.storage), ("study.name", args.study))
+        if value
+    ]
+    extra += [f"preset={args.preset}"] if args.preset else []
+    if args.sweep_file is not None:
+        if args.base is not None:
+            raise ConfigError("give --base only without a SWEEP.yaml (the sweep file names its base)")
+        config = load_sweep_config(args.sweep_file, [*args.overrides, *extra])
+        source = args.sweep_file
+    else:
+        if args.base is None or args.preset is None:
+            raise ConfigError("give a SWEEP.yaml, or --preset NAME --base RUN.yaml, or --resume SWEEP_DIR")
+        from protfit.config import apply_overrides
+
+        config = build_sweep_config(
+            apply_overrides({"base": args.base}, [*args.overrides, *extra]), "command line"
+        )
+        source = "command line"
+    run_sweep(prepare_sweep(config, source))
+
+
+def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser("sweep", help="hyper-parameter search (Optuna); every trial is a run folder")
+    sweep.add_argument("sweep_file", nargs="?", metavar="SWEEP.yaml", help="sweep file (docs/sweeps.md)")
+    sweep.add_argument("overrides", nargs="*", help="dotted overrides of the sweep file, e.g. n_trials=10")
+    sweep.add_argument(
+        "--resume", metavar="SWEEP_DIR", help="continue a sweep (accepts n_trials= n_jobs= timeout=)"
+    )
+    sweep.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db")
+    sweep.add_argument("--study", help="study name in the storage (workers with the same name share it)")
+    sweep.add_argument("--preset", help="ready-made search space (see --list-presets)")
+    sweep.add_argument("--base", metavar="RUN.yaml", help="with --preset and no sweep file: the run config")
+    sweep.add_argument("--list-presets", action="store_true", help="print the presets and their ranges")
+    sweep.set_defaults(handler=_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="protfit", description="Fine-tune protein language models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -127,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list model families and aliases, and what works offline")
     models.set_defaults(handler=_models)
+    add_sweep_commands(commands)
     return parser
 
 
