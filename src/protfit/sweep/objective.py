@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import torch
 
 from protfit.config import RunConfig
 from protfit.data.loading import load_dataset_splits
@@ -121,6 +122,7 @@ def run_trial(
     values: list[float] = []
     run_dirs: list[str] = []
     trial.set_user_attr("run_dir", str(trials_dir / name))
+    trial.set_user_attr("torch_threads", torch.get_num_threads())
     log = trials_dir / f"{name}.log"
     reporter = PruningReporter(trial)
     try:

@@ -415,6 +415,7 @@ def worker_loop(sweep: Sweep, worker: int = 0, deadline: float | None = None) ->
         trial_id = claim_slot(sweep, study, storage)
         if trial_id is None:
             return
+        study.get_trials(deepcopy=False)  # the study's storage cache learns the claimed trial's id
         trial = optuna.Trial(study, trial_id)
         started = time.perf_counter()
         with heartbeat(storage, trial_id, sweep.shared):
@@ -428,12 +429,12 @@ def worker_loop(sweep: Sweep, worker: int = 0, deadline: float | None = None) ->
                 continue
             except KeyboardInterrupt:
                 # queued again with the same parameters; its run folder stays
-                storage.set_trial_user_attr(trial_id, "interrupted", True)
+                trial.set_user_attr("interrupted", True)
                 study.tell(trial, state=TrialState.FAIL)
                 study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
                 raise
             except Exception as error:  # a trial's crash is recorded; the sweep goes on
-                storage.set_trial_user_attr(trial_id, "error", f"{type(error).__name__}: {error}")
+                trial.set_user_attr("error", f"{type(error).__name__}: {error}")
                 study.tell(trial, state=TrialState.FAIL)
                 report_trial(
                     sweep, study, trial.number, "failed", f"{type(error).__name__}: {error}", started
@@ -705,7 +706,9 @@ def write_plots(study: optuna.Study, folder: Path) -> None:
         plots["param_importances"] = optuna_plots.plot_param_importances
     for name, plot in plots.items():
         try:
-            axis = plot(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "experimental" notices, equal-importance notes
+                axis = plot(study)
             axis.figure.tight_layout()
             axis.figure.savefig(folder / f"{name}.png", dpi=110)
             plt.close(axis.figure)
