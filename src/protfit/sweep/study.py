@@ -22,9 +22,11 @@ import contextlib
 import copy
 import ctypes
 import fcntl
+import json
 import math
 import multiprocessing
 import os
+import random
 import signal
 import threading
 import time
@@ -165,9 +167,17 @@ def write_sweep_file(sweep: Sweep) -> None:
     payload["overrides"] = []
     payload["study"] = {"name": sweep.study_name, "storage": sweep.config.study.storage}
     payload["output"] = {"dir": str(sweep.folder.parent), "name": sweep.folder.name}
-    temporary = sweep.folder / (SWEEP_FILE + ".tmp")
-    temporary.write_text(yaml.safe_dump(payload, sort_keys=False))
-    os.replace(temporary, sweep.folder / SWEEP_FILE)
+    atomic_write(
+        sweep.folder / SWEEP_FILE, lambda path: path.write_text(yaml.safe_dump(payload, sort_keys=False))
+    )
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file of this process and rename: workers of one sweep write the same
+    report files, and a reader never sees half a file."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    write(temporary)
+    os.replace(temporary, path)
 
 
 def open_sweep_folder(folder: str | Path, overrides: list[str] | None = None) -> Sweep:
@@ -197,15 +207,38 @@ def make_storage(sweep: Sweep) -> optuna.storages.RDBStorage:
     engine_kwargs = {"connect_args": {"timeout": 60}} if sweep.storage_url.startswith("sqlite") else None
     if not sweep.shared:
         return optuna.storages.RDBStorage(sweep.storage_url, engine_kwargs=engine_kwargs)
-    # several machines: a worker that dies stops its heartbeat; after the grace period any worker marks
-    # the trial failed and queues its parameters again
-    return optuna.storages.RDBStorage(
-        sweep.storage_url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=HEARTBEAT_S,
-        grace_period=GRACE_S,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
-    )
+    # workers starting together on an empty database race to create Optuna's tables: retry
+    for attempt in range(5):
+        try:
+            # a worker that dies stops its heartbeat; after the grace period any worker marks the trial
+            # failed and queues its parameters again
+            return optuna.storages.RDBStorage(
+                sweep.storage_url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+            )
+        except ImportError:
+            raise ConfigError(
+                f"no database driver for {_without_password(sweep.storage_url)}: for PostgreSQL "
+                '`pip install "psycopg[binary]"` (postgresql://...) or psycopg2-binary (postgresql+psycopg2://...)'
+            ) from None
+        except Exception as error:  # sqlalchemy errors of a concurrent CREATE TABLE
+            if attempt == 4 or "could not connect" in str(error) or "Connection refused" in str(error):
+                raise RuntimeError(
+                    f"cannot open the study storage {_without_password(sweep.storage_url)}: {error}"
+                ) from None
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
+
+
+def _without_password(url: str) -> str:
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, user = head.partition("://")
+    return f"{scheme}://{user.split(':')[0]}@{tail}"
 
 
 def make_sampler(sweep: Sweep, worker: int, offset: int) -> optuna.samplers.BaseSampler:
@@ -267,7 +300,7 @@ def open_study(sweep: Sweep, storage) -> optuna.Study:
     study = optuna.load_study(study_name=sweep.study_name, storage=storage)
     if study.direction.name.lower() != sweep.direction:
         raise ConfigError(
-            f"study '{sweep.study_name}' in {sweep.storage_url.split('@')[-1]} is a "
+            f"study '{sweep.study_name}' in {_without_password(sweep.storage_url)} is a "
             f"{study.direction.name.lower()} study, but this sweep's monitor {sweep.base.monitor} needs "
             f"{sweep.direction}; use another --study name"
         )
@@ -645,7 +678,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 
 def write_report(sweep: Sweep, study: optuna.Study, wall_time_s: float) -> dict[str, Any] | None:
     table = trials_table(study)
-    table.to_csv(sweep.folder / "trials.csv", index=False)
+    atomic_write(sweep.folder / "trials.csv", lambda path: table.to_csv(path, index=False))
     state = counts(study)
     best = best_trial(study)
     summary: dict[str, Any] | None = None
@@ -661,16 +694,14 @@ def write_report(sweep: Sweep, study: optuna.Study, wall_time_s: float) -> dict[
             "run_dir": best.user_attrs.get("run_dir"),
             "test_metrics": best.user_attrs.get("test_metrics"),
         }
-    from protfit.report.run_dir import write_json
-
-    write_json(
-        sweep.folder / "best.json",
-        {
-            "best": summary,
-            "counts": state,
-            "n_trials": sweep.config.n_trials,
-            "wall_time_s": round(wall_time_s, 2),
-        },
+    report = {
+        "best": summary,
+        "counts": state,
+        "n_trials": sweep.config.n_trials,
+        "wall_time_s": round(wall_time_s, 2),
+    }
+    atomic_write(
+        sweep.folder / "best.json", lambda path: path.write_text(json.dumps(report, indent=2, default=str))
     )
     write_plots(study, sweep.folder)
     print()
@@ -710,7 +741,9 @@ def write_plots(study: optuna.Study, folder: Path) -> None:
                 warnings.simplefilter("ignore")  # "experimental" notices, equal-importance notes
                 axis = plot(study)
             axis.figure.tight_layout()
-            axis.figure.savefig(folder / f"{name}.png", dpi=110)
+            atomic_write(
+                folder / f"{name}.png", lambda path, figure=axis.figure: figure.savefig(path, dpi=110)
+            )
             plt.close(axis.figure)
         except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. constant values
             print(f"({name} plot skipped: {error})")
