@@ -89,6 +89,9 @@ def _sweep(args: argparse.Namespace) -> None:
     if args.list_presets:
         print(describe_presets())
         return
+    if args.sweep_file is not None and "=" in args.sweep_file and not Path(args.sweep_file).is_file():
+        args.overrides.insert(0, args.sweep_file)  # `--preset quick --base run.yaml n_trials=10`
+        args.sweep_file = None
     if args.resume is not None:
         if args.sweep_file is not None:
             args.overrides.insert(0, args.sweep_file)  # `--resume DIR n_trials=30`: an override, not a file
