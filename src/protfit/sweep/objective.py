@@ -7,6 +7,7 @@ fix it too early).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import statistics
 import time
@@ -40,6 +41,17 @@ class PruningReporter(Callback):
         self.trial.report(float(value), self.last_epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {self.last_epoch} ({monitor} {value:.4f})")
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def write_folds(cfg: RunConfig, folds: int, folder: Path) -> list[Path]:
@@ -126,7 +138,8 @@ def run_trial(
     log = trials_dir / f"{name}.log"
     reporter = PruningReporter(trial)
     try:
-        with log.open("a") as handle, contextlib.redirect_stdout(handle):
+        # the run's own output goes to trial-0007.log; the sweep prints one line per trial
+        with log.open("a") as handle, contextlib.redirect_stdout(handle), quiet_logger("protfit"):
             for index, (sub, extra) in enumerate(plan):
                 overrides = {
                     **params,
@@ -160,7 +173,7 @@ def run_trial(
     trial.set_user_attr("values", values)
     trial.set_user_attr("run_dirs", run_dirs)
     trial.set_user_attr("mean", mean)
-    trial.set_user_attr("sd", statistics.stdev(values) if len(values) > 1 else 0.0)
+    trial.set_user_attr("sd", statistics.stdev(values) if len(values) > 1 else None)
     trial.set_user_attr("epochs_run", reporter.last_epoch)
     trial.set_user_attr("wall_time_s", round(time.perf_counter() - started, 2))
     return mean
