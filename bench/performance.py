@@ -86,9 +86,9 @@ def phase_matmul(spec: dict[str, Any]) -> dict[str, Any]:
 def _step_clock():
     """A protfit training callback: wall time from the start of training to the last optimizer step
     (validation, checkpoints and reports after the epoch are not training throughput)."""
-    from protfit.training.callbacks import Callback
+    from protfit.plugins import Plugin
 
-    class StepClock(Callback):
+    class StepClock(Plugin):
         start = end = 0.0
 
         def on_train_start(self, state):
@@ -126,7 +126,7 @@ def phase_protfit(spec: dict[str, Any]) -> dict[str, Any]:
     if "embedding_cache" in spec:
         raw["model"]["embedding_cache"] = spec["embedding_cache"]
     clock = _step_clock()
-    result = train(build_config(raw), callbacks=[clock])
+    result = train(build_config(raw), plugins=[clock])
     lengths = _token_lengths(Path(spec["data"]) / "train.csv", spec["max_seq_len"])
     history = result.summary["history"]
     return {

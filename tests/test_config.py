@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from protfit.config import ConfigError, load_config, save_config
+from protfit.config import ConfigError, ignored_settings, load_config, save_config
 
 BASE = {
     "data": {"path": "some/folder", "problem_type": "single_label_classification"},
@@ -94,3 +94,62 @@ def test_saved_config_reloads_identically(tmp_path):
     cfg = load_config(write(tmp_path, BASE), ["train.epochs=7", "model.method=full"])
     save_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(tmp_path / "resolved.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "model.pooler=maen",
+            "'model.pooler': unknown pooler 'maen' \\(did you mean 'mean'\\?\\); choose from",
+        ),
+        (
+            "model.method=lorra",
+            "'model.method': unknown training method 'lorra' \\(did you mean 'lora'\\?\\)",
+        ),
+        ("model.head.type=mlpp", "'model.head.type': unknown head 'mlpp'"),
+        ("train.scheduler.name=cosin", "'train.scheduler.name': unknown scheduler 'cosin'"),
+        ("model.family=esn", "'model.family': unknown model family 'esn'"),
+    ],
+)
+def test_registry_names_are_checked_at_the_edge(tmp_path, override, message):
+    # a config error, raised before any data or backbone is touched (the data path does not exist)
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, BASE), [override])
+
+
+def test_the_monitored_metric_is_always_computed(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["evaluation.metrics=[accuracy]"])
+    assert cfg.monitor == "mcc" and cfg.metric_names == ["accuracy", "mcc"]
+    cfg = load_config(
+        write(tmp_path, BASE), ["evaluation.metrics=[accuracy]", "train.early_stopping.monitor=loss"]
+    )
+    assert cfg.metric_names == ["accuracy"]
+    with pytest.raises(ConfigError, match="'spearman' is not a single_label_classification metric"):
+        load_config(write(tmp_path, BASE), ["train.early_stopping.monitor=spearman"])
+
+
+def test_settings_the_choice_ignores_are_listed_by_key(tmp_path):
+    cfg = load_config(
+        write(tmp_path, BASE),
+        [
+            "model.method=freeze",
+            "model.lora.r=16",
+            "model.pooler=mean",
+            "model.pooler_dropout=0.5",
+            "train.scheduler.name=linear",
+            "train.scheduler.gamma=0.3",
+            "model.ses.num_heads=2",
+        ],
+    )
+    assert dict(ignored_settings(cfg)) == {
+        "model.lora.r": "model.method=freeze does not use it",
+        "model.ses.num_heads": "model.method=freeze does not use it",
+        "model.pooler_dropout": "model.pooler=mean has no dropout",
+        "train.scheduler.gamma": "train.scheduler.name=linear does not use it",
+    }
+    used = load_config(
+        write(tmp_path, BASE),
+        ["model.method=lora", "model.lora.r=16", "model.pooler=attention1d", "model.pooler_dropout=0.5"],
+    )
+    assert ignored_settings(used) == []

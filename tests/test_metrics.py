@@ -10,11 +10,11 @@ import torch
 from scipy import stats
 from sklearn import metrics as sk
 
-from protfit.config import METRICS_BY_PROBLEM
 from protfit.metrics import (
     compute_metrics,
     metric_description,
     metric_mode,
+    metrics_for,
     outputs_from_logits,
     predicted_labels,
     protein_centric_fmax,
@@ -96,7 +96,7 @@ EXAMPLES = {
 
 
 def test_every_metric_name_has_a_reference() -> None:
-    for problem, names in METRICS_BY_PROBLEM.items():
+    for problem, names in ((p, metrics_for(p)) for p in (SINGLE, MULTI, REGRESSION)):
         kinds = ["binary", "multiclass"] if problem == SINGLE else [problem]
         for kind in kinds:
             assert {name for (key, name) in REFERENCES if key == kind} == set(names), (problem, kind)
@@ -209,7 +209,7 @@ def test_undefined_metrics_are_nan_without_crashing() -> None:
     assert math.isnan(
         compute_metrics(["r2"], REGRESSION, targets, np.full(10, 0.1), 1)["r2"]
     )  # constant target
-    for problem, names in METRICS_BY_PROBLEM.items():
+    for problem, names in ((p, metrics_for(p)) for p in (SINGLE, MULTI, REGRESSION)):
         shape = (0,) if problem == REGRESSION else (0, 3)
         empty_targets = np.zeros((0, 3) if problem == MULTI else (0,))
         values = compute_metrics(sorted(names), problem, np.zeros(shape), empty_targets, 3)
@@ -258,6 +258,6 @@ def test_descriptions_state_the_averaging() -> None:
     assert "macro" in metric_description("f1", SINGLE, 5)
     assert "positive class" in metric_description("f1", SINGLE, 2)
     assert "macro over labels" in metric_description("f1", MULTI, 5)
-    for problem, names in METRICS_BY_PROBLEM.items():
+    for problem, names in ((p, metrics_for(p)) for p in (SINGLE, MULTI, REGRESSION)):
         for name in names:
             assert metric_description(name, problem, 3).startswith(name)

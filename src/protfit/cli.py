@@ -19,6 +19,21 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _launch_processes(argv: list[str], processes: int) -> int:
+    """Re-run this command as ``processes`` cooperating processes (torch.distributed, gloo on CPU).
+
+    Each process gets an equal share of the CPU threads: N processes that each start every core's
+    worth of threads run several times slower than one.
+    """
+    import os
+    import subprocess
+
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    return subprocess.call([*command, "-m", "protfit", *argv], env=env)
+
+
 def _train(args: argparse.Namespace) -> None:
     from protfit.training.train import train
 
@@ -147,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint"
     )
+    train.add_argument(
+        "--num-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine (one per GPU; on CPU they share the cores); "
+        "same as `accelerate launch --num_processes N -m protfit train ...`",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -189,8 +212,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _without_num_processes(argv: list[str]) -> list[str]:
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--num-processes":
+            skip = True
+        elif not item.startswith("--num-processes="):
+            kept.append(item)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    processes = getattr(args, "num_processes", 1)
+    if processes < 1:
+        print("protfit train: error: --num-processes must be at least 1", file=sys.stderr)
+        return 2
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_processes(_without_num_processes(argv), processes)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

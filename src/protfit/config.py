@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, Registry, RegistryError
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
-SchedulerName = Literal["none", "constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"]
-
-# Metrics where a smaller value is better; every other metric is maximised.
-MINIMISED_METRICS = frozenset({"loss", "mse", "mae"})
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "single_label_classification": ["accuracy", "f1", "mcc", "auroc"],
@@ -30,13 +28,6 @@ DEFAULT_MONITOR: dict[str, str] = {
     "multi_label_classification": "f1_max",
     "regression": "spearman",
 }
-METRICS_BY_PROBLEM: dict[str, frozenset[str]] = {
-    "single_label_classification": frozenset({"accuracy", "precision", "recall", "f1", "mcc", "auroc"}),
-    "multi_label_classification": frozenset(
-        {"accuracy", "precision", "recall", "f1", "mcc", "auroc", "f1_max"}
-    ),
-    "regression": frozenset({"spearman", "pearson", "mse", "mae", "r2"}),
-}
 
 
 class ConfigError(ValueError):
@@ -45,6 +36,14 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _registered(registry: Registry, name: str) -> str:
+    """Field validator body: the name if the registry knows it, else the registry's message."""
+    try:
+        return registry.check(name)
+    except RegistryError as error:
+        raise ValueError(str(error).split(": ", 1)[1]) from None
 
 
 class DataConfig(_Section):
@@ -89,6 +88,7 @@ class DataConfig(_Section):
 
 
 class HeadConfig(_Section):
+    type: str = Field("mlp", description="Head architecture (a registered head): mlp")
     hidden_dims: list[int] = Field(
         default_factory=lambda: [256], description="Hidden layer sizes; [] = linear"
     )
@@ -96,6 +96,11 @@ class HeadConfig(_Section):
     norm: Literal["none", "layernorm", "batchnorm"] = "none"
     activation: Literal["relu", "gelu", "silu", "tanh"] = "gelu"
     init: Literal["xavier", "kaiming", "normal"] = "xavier"
+
+    @field_validator("type")
+    @classmethod
+    def _known_head(cls, name: str) -> str:
+        return _registered(HEADS, name)
 
 
 class LoraConfig(_Section):
@@ -176,8 +181,8 @@ class SesConfig(_Section):
 
 class ModelConfig(_Section):
     name: str = Field(description="Hugging Face hub id, local model folder, or alias (antiberty, onehot)")
-    family: Literal["auto", "esm", "bert", "t5", "onehot"] = Field(
-        "auto", description="auto: detected from the model's config.json"
+    family: str = Field(
+        "auto", description="auto: detected from the model's config.json; or esm, bert, t5, onehot"
     )
     method: str = Field(
         "freeze",
@@ -194,6 +199,21 @@ class ModelConfig(_Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     ses: SesConfig = Field(default_factory=SesConfig)
 
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, name: str) -> str:
+        return name if name == "auto" else _registered(FAMILIES, name)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        return _registered(METHODS, name)
+
+    @field_validator("pooler")
+    @classmethod
+    def _known_pooler(cls, name: str) -> str:
+        return _registered(POOLERS, name)
+
     @property
     def structure_inputs(self) -> list[str]:
         """Structure strings the batches must carry: the ses_adapter's selection, none for other methods."""
@@ -201,7 +221,10 @@ class ModelConfig(_Section):
 
 
 class SchedulerConfig(_Section):
-    name: SchedulerName = "linear"
+    name: str = Field(
+        "linear",
+        description="none, constant, linear, cosine, cosine_with_restarts, polynomial, step (docs: `protfit models`)",
+    )
     warmup_steps: int = Field(0, ge=0, description="Warm-up optimizer steps (or use warmup_ratio)")
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Warm-up as a share of all optimizer steps")
     num_cycles: int = Field(1, ge=1, description="cosine_with_restarts: number of hard restarts")
@@ -209,6 +232,11 @@ class SchedulerConfig(_Section):
     lr_end: float = Field(0.0, ge=0.0, description="polynomial: final learning rate")
     step_size: int = Field(100, ge=1, description="step: optimizer steps between decays")
     gamma: float = Field(0.5, gt=0.0, le=1.0, description="step: decay factor")
+
+    @field_validator("name")
+    @classmethod
+    def _known_scheduler(cls, name: str) -> str:
+        return _registered(SCHEDULERS, name)
 
     @model_validator(mode="after")
     def _one_warmup(self) -> SchedulerConfig:
@@ -276,24 +304,31 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
+        from protfit.metrics import metrics_for  # the metric registry (imports torchmetrics)
+
         problem = self.data.problem_type
-        allowed = METRICS_BY_PROBLEM[problem]
+        allowed = metrics_for(problem)
         for metric in self.evaluation.metrics or []:
             if metric not in allowed:
                 raise ValueError(
-                    f"evaluation.metrics: '{metric}' is not a {problem} metric; choose from {sorted(allowed)}"
+                    f"evaluation.metrics: '{metric}' is not a {problem} metric; choose from {allowed}"
                 )
         monitor = self.train.early_stopping.monitor
         if monitor is not None and monitor != "loss" and monitor not in allowed:
             raise ValueError(
                 f"train.early_stopping.monitor: '{monitor}' is not a {problem} metric; "
-                f"choose 'loss' or one of {sorted(allowed)}"
+                f"choose 'loss' or one of {allowed}"
             )
         return self
 
     @property
     def metric_names(self) -> list[str]:
-        return list(self.evaluation.metrics or DEFAULT_METRICS[self.data.problem_type])
+        """The metrics computed on validation and test: ``evaluation.metrics`` (or the problem type's
+        defaults) plus the monitored metric, so early stopping never looks for one not computed."""
+        names = list(self.evaluation.metrics or DEFAULT_METRICS[self.data.problem_type])
+        if self.monitor != "loss" and self.monitor not in names:
+            names.append(self.monitor)
+        return names
 
     @property
     def monitor(self) -> str:
@@ -301,7 +336,9 @@ class RunConfig(_Section):
 
     @property
     def monitor_mode(self) -> Literal["min", "max"]:
-        return "min" if self.monitor in MINIMISED_METRICS else "max"
+        from protfit.metrics import metric_mode
+
+        return metric_mode(self.monitor)
 
 
 def _parse_value(text: str) -> Any:
@@ -379,3 +416,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def save_config(config: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+def ignored_settings(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(key, reason) for each setting the user gave that the chosen method, pooler or scheduler ignores.
+
+    Only keys set explicitly count (a default is never "set"); each registry entry lists in its
+    ``uses`` option the keys of its section it reads.
+    """
+    found: list[tuple[str, str]] = []
+    model = cfg.model
+    method_uses = set(METHODS.entry(model.method).options.get("uses", ()))
+    for section in ("lora", "ses"):
+        for key in sorted(getattr(model, section).model_fields_set):
+            if f"{section}.{key}" not in method_uses:
+                found.append((f"model.{section}.{key}", f"model.method={model.method} does not use it"))
+    if "embedding_cache" in model.model_fields_set and "embedding_cache" not in method_uses:
+        found.append(("model.embedding_cache", f"model.method={model.method} trains through the backbone"))
+    if "pooler_dropout" in model.model_fields_set and "pooler_dropout" not in POOLERS.entry(
+        model.pooler
+    ).options.get("uses", ()):
+        found.append(("model.pooler_dropout", f"model.pooler={model.pooler} has no dropout"))
+    schedule = cfg.train.scheduler
+    scheduler_uses = set(SCHEDULERS.entry(schedule.name).options.get("uses", ()))
+    for key in sorted(schedule.model_fields_set - {"name", "warmup_steps", "warmup_ratio"} - scheduler_uses):
+        found.append((f"train.scheduler.{key}", f"train.scheduler.name={schedule.name} does not use it"))
+    return found

@@ -33,7 +33,7 @@ from protfit.training.evaluation import (
     model_inputs,
     write_predictions,
 )
-from protfit.training.train import build_accelerator
+from protfit.training.setup import build_accelerator
 
 
 @dataclass
@@ -160,7 +160,14 @@ class TrainedModel:
             self.label_names,
             self.config.evaluation.multi_label_threshold,
         )
-        plot_evaluation(outputs, targets, self.problem_type, self.label_names, out_dir)
+        plot_evaluation(
+            outputs,
+            targets,
+            self.problem_type,
+            self.label_names,
+            out_dir,
+            self.config.evaluation.multi_label_threshold,
+        )
         return metrics
 
 

@@ -6,7 +6,7 @@ Inputs are the model's ``outputs`` (see "Predictions" in docs/architecture.md) a
 * multi-label: outputs (N, K) per-class probabilities, targets (N, K) 0/1
 * regression: outputs (N,), targets (N,)
 
-What each name means (also in :data:`METRIC_DESCRIPTIONS`, which reports print):
+What each name means (also in each registered metric's description, which reports print):
 
 * Single-label. ``accuracy`` = share of argmax predictions that are right. ``precision``,
   ``recall``, ``f1``: with two classes, the score of the positive class (label 1); with more,
@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -63,61 +64,80 @@ from torchmetrics.functional.classification import (
     multilabel_recall,
 )
 
-from protfit.config import METRICS_BY_PROBLEM, MINIMISED_METRICS
+from protfit.registry import METRICS
 
 SINGLE = "single_label_classification"
 MULTI = "multi_label_classification"
 REGRESSION = "regression"
 
-# Keyed by problem type; "binary_classification" is single-label with exactly two classes, where
-# precision/recall/f1 are positive-class scores instead of macro averages.
-METRIC_DESCRIPTIONS: dict[str, dict[str, str]] = {
-    SINGLE: {
-        "accuracy": "accuracy: share of samples whose argmax class is right",
-        "precision": "precision: macro precision over classes",
-        "recall": "recall: macro recall over classes",
-        "f1": "f1: macro F1 over classes",
-        "mcc": "mcc: multiclass Matthews correlation (0 = no better than constant)",
-        "auroc": "auroc: macro one-vs-rest AUROC from class probabilities (classes present in the targets)",
-    },
-    "binary_classification": {
-        "accuracy": "accuracy: share of samples whose argmax class is right",
-        "precision": "precision: precision of the positive class (label 1)",
-        "recall": "recall: recall of the positive class (label 1)",
-        "f1": "f1: F1 of the positive class (label 1)",
-        "mcc": "mcc: Matthews correlation (0 = no better than constant)",
-        "auroc": "auroc: AUROC of p(label 1)",
-    },
-    MULTI: {
-        "accuracy": "accuracy: per-label accuracy at the threshold, macro over labels",
-        "precision": "precision: per-label precision at the threshold, macro over labels",
-        "recall": "recall: per-label recall at the threshold, macro over labels",
-        "f1": "f1: per-label F1 at the threshold, macro over labels",
-        "mcc": "mcc: per-label Matthews correlation at the threshold, macro over labels",
-        "auroc": "auroc: macro AUROC over labels (labels with one class in the targets skipped)",
-        "f1_max": "f1_max: protein-centric F-max over thresholds 0.01-0.99 (CAFA)",
-    },
-    REGRESSION: {
-        "spearman": "spearman: Spearman rank correlation",
-        "pearson": "pearson: Pearson correlation",
-        "mse": "mse: mean squared error (lower is better)",
-        "mae": "mae: mean absolute error (lower is better)",
-        "r2": "r2: coefficient of determination",
-    },
-}
-
 NAN = float("nan")
+
+
+@dataclass
+class MetricInputs:
+    """One call's predictions and targets, converted once and shared by every metric of the call."""
+
+    outputs: np.ndarray
+    targets: np.ndarray
+    num_labels: int
+    threshold: float
+    cache: dict[str, object] = field(default_factory=dict)
+
+    def prepared(self, key: str, build: Callable[[], object]) -> object:
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
+
+
+@dataclass
+class Metric:
+    """A metric name, its direction, and one implementation (plus description) per problem type."""
+
+    name: str
+    mode: Literal["min", "max"]
+    compute: dict[str, Callable[[MetricInputs], float]] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+
+def register_metric(
+    name: str, problem_type: str, description: str, *, mode: Literal["min", "max"] = "max", binary: str = ""
+) -> Callable[[Callable[[MetricInputs], float]], Callable[[MetricInputs], float]]:
+    """``@register_metric("mcc", SINGLE, "...")`` on ``fn(inputs: MetricInputs) -> float``.
+
+    This is the one place a metric is added: the config validates names against it, reports print
+    its description, early stopping reads its direction, and bootstrap intervals use it (through a
+    vectorised formula in report/confidence.py where one exists, else by recomputing it per resample).
+    ``binary`` describes the two-class single-label case where it differs.
+    """
+
+    def decorator(function: Callable[[MetricInputs], float]) -> Callable[[MetricInputs], float]:
+        direction = "lower" if mode == "min" else "higher"
+        metric: Metric = METRICS.setdefault(name, lambda: Metric(name, mode), f"{direction} is better")
+        metric.compute[problem_type] = function
+        metric.descriptions[problem_type] = f"{name}: {description}"
+        if binary:
+            metric.descriptions["binary_classification"] = f"{name}: {binary}"
+        return function
+
+    return decorator
+
+
+def metrics_for(problem_type: str) -> list[str]:
+    """The metric names defined for a problem type."""
+    return [entry.name for entry in METRICS.entries() if problem_type in entry.item.compute]
 
 
 def metric_description(name: str, problem_type: str, num_labels: int) -> str:
     """The one-line meaning of ``name`` for this problem (binary single-label differs from multiclass)."""
-    key = "binary_classification" if problem_type == SINGLE and num_labels == 2 else problem_type
-    return METRIC_DESCRIPTIONS[key][name]
+    descriptions = METRICS.get(name).descriptions
+    if problem_type == SINGLE and num_labels == 2 and "binary_classification" in descriptions:
+        return descriptions["binary_classification"]
+    return descriptions[problem_type]
 
 
 def metric_mode(name: str) -> Literal["min", "max"]:
-    """Whether a smaller (``min``) or larger (``max``) value of ``name`` is better."""
-    return "min" if name in MINIMISED_METRICS else "max"
+    """Whether a smaller (``min``) or larger (``max``) value of ``name`` is better (``loss``: min)."""
+    return "min" if name == "loss" else METRICS.get(name).mode
 
 
 def outputs_from_logits(logits: torch.Tensor, problem_type: str) -> np.ndarray:
@@ -176,43 +196,87 @@ def _present_class_mean(per_class: torch.Tensor, defined: torch.Tensor) -> float
     return float(per_class[defined].mean())
 
 
-def _single_label(names: Sequence[str], outputs: np.ndarray, targets: np.ndarray, num_labels: int):
-    probabilities = torch.as_tensor(outputs, dtype=torch.float64)
-    target = torch.as_tensor(targets, dtype=torch.long)
-    preds = probabilities.argmax(dim=-1)
-    binary = num_labels == 2
-    common = {"validate_args": False}
-    classes = {"num_classes": num_labels, "average": "macro", **common}
+def _classes(inputs: MetricInputs) -> dict[str, torch.Tensor]:
+    def build() -> dict[str, torch.Tensor]:
+        probabilities = torch.as_tensor(inputs.outputs, dtype=torch.float64)
+        return {
+            "probabilities": probabilities,
+            "target": torch.as_tensor(inputs.targets, dtype=torch.long),
+            "preds": probabilities.argmax(dim=-1),
+        }
 
-    def auroc() -> float:
-        # scikit-learn refuses multiclass AUROC unless every class occurs; we average the
-        # one-vs-rest AUROC over the classes that occur (at least one positive and one negative).
-        counts = torch.bincount(target, minlength=num_labels)
-        defined = (counts > 0) & (counts < len(target))
-        if binary:
-            return _value(binary_auroc(probabilities[:, 1], target, **common)) if defined[1] else NAN
-        per_class = multiclass_auroc(probabilities, target, num_labels, average="none", **common)
-        return _present_class_mean(per_class, defined)
+    return inputs.prepared("single", build)  # type: ignore[return-value]
 
-    table: dict[str, Callable[[], float]] = {
-        "accuracy": lambda: _value(multiclass_accuracy(preds, target, num_labels, average="micro", **common)),
-        "precision": lambda: _value(
-            binary_precision(preds, target, **common)
-            if binary
-            else multiclass_precision(preds, target, **classes)
-        ),
-        "recall": lambda: _value(
-            binary_recall(preds, target, **common) if binary else multiclass_recall(preds, target, **classes)
-        ),
-        "f1": lambda: _value(
-            binary_f1_score(preds, target, **common)
-            if binary
-            else multiclass_f1_score(preds, target, **classes)
-        ),
-        "mcc": lambda: _matthews(multiclass_confusion_matrix(preds, target, num_labels, **common)),
-        "auroc": auroc,
-    }
-    return {name: table[name]() for name in names}
+
+_QUIET = {"validate_args": False}
+
+
+def _macro(inputs: MetricInputs) -> dict:
+    return {"num_classes": inputs.num_labels, "average": "macro", **_QUIET}
+
+
+@register_metric("accuracy", SINGLE, "share of samples whose argmax class is right")
+def _single_accuracy(inputs: MetricInputs) -> float:
+    t = _classes(inputs)
+    return _value(multiclass_accuracy(t["preds"], t["target"], inputs.num_labels, average="micro", **_QUIET))
+
+
+@register_metric(
+    "precision", SINGLE, "macro precision over classes", binary="precision of the positive class (label 1)"
+)
+def _single_precision(inputs: MetricInputs) -> float:
+    t = _classes(inputs)
+    if inputs.num_labels == 2:
+        return _value(binary_precision(t["preds"], t["target"], **_QUIET))
+    return _value(multiclass_precision(t["preds"], t["target"], **_macro(inputs)))
+
+
+@register_metric(
+    "recall", SINGLE, "macro recall over classes", binary="recall of the positive class (label 1)"
+)
+def _single_recall(inputs: MetricInputs) -> float:
+    t = _classes(inputs)
+    if inputs.num_labels == 2:
+        return _value(binary_recall(t["preds"], t["target"], **_QUIET))
+    return _value(multiclass_recall(t["preds"], t["target"], **_macro(inputs)))
+
+
+@register_metric("f1", SINGLE, "macro F1 over classes", binary="F1 of the positive class (label 1)")
+def _single_f1(inputs: MetricInputs) -> float:
+    t = _classes(inputs)
+    if inputs.num_labels == 2:
+        return _value(binary_f1_score(t["preds"], t["target"], **_QUIET))
+    return _value(multiclass_f1_score(t["preds"], t["target"], **_macro(inputs)))
+
+
+@register_metric(
+    "mcc",
+    SINGLE,
+    "multiclass Matthews correlation (0 = no better than constant)",
+    binary="Matthews correlation (0 = no better than constant)",
+)
+def _single_mcc(inputs: MetricInputs) -> float:
+    t = _classes(inputs)
+    return _matthews(multiclass_confusion_matrix(t["preds"], t["target"], inputs.num_labels, **_QUIET))
+
+
+@register_metric(
+    "auroc",
+    SINGLE,
+    "macro one-vs-rest AUROC from class probabilities (classes present in the targets)",
+    binary="AUROC of p(label 1)",
+)
+def _single_auroc(inputs: MetricInputs) -> float:
+    # scikit-learn refuses multiclass AUROC unless every class occurs; we average the
+    # one-vs-rest AUROC over the classes that occur (at least one positive and one negative).
+    t = _classes(inputs)
+    target, num_labels = t["target"], inputs.num_labels
+    counts = torch.bincount(target, minlength=num_labels)
+    defined = (counts > 0) & (counts < len(target))
+    if num_labels == 2:
+        return _value(binary_auroc(t["probabilities"][:, 1], target, **_QUIET)) if defined[1] else NAN
+    per_class = multiclass_auroc(t["probabilities"], target, num_labels, average="none", **_QUIET)
+    return _present_class_mean(per_class, defined)
 
 
 FMAX_THRESHOLDS = np.arange(1, 100) / 100
@@ -278,70 +342,128 @@ def protein_centric_fmax(outputs: np.ndarray, targets: np.ndarray) -> float:
     return float(fmax_from_terms(fmax_terms(outputs, targets), np.ones((1, len(outputs))))[0])
 
 
-def _multi_label(
-    names: Sequence[str], outputs: np.ndarray, targets: np.ndarray, num_labels: int, threshold: float
-):
-    probabilities = torch.as_tensor(outputs, dtype=torch.float64)
-    target = torch.as_tensor(targets, dtype=torch.long)
-    # Threshold once here (p >= t) so every metric and predicted_labels agree on the boundary.
-    preds = torch.as_tensor(predicted_labels(outputs, MULTI, threshold))
-    labels = {"num_labels": num_labels, "average": "macro", "validate_args": False}
+def _labels(inputs: MetricInputs) -> dict[str, torch.Tensor]:
+    def build() -> dict[str, torch.Tensor]:
+        return {
+            "probabilities": torch.as_tensor(inputs.outputs, dtype=torch.float64),
+            "target": torch.as_tensor(inputs.targets, dtype=torch.long),
+            # Threshold once here (p >= t) so every metric and predicted_labels agree on the boundary.
+            "preds": torch.as_tensor(predicted_labels(inputs.outputs, MULTI, inputs.threshold)),
+        }
 
-    def auroc() -> float:
-        positives = target.sum(dim=0)
-        defined = (positives > 0) & (positives < len(target))
-        per_label = multilabel_auroc(probabilities, target, num_labels, average="none", validate_args=False)
-        return _present_class_mean(per_label, defined)
-
-    def mcc() -> float:
-        scores = [
-            _matthews(binary_confusion_matrix(preds[:, j], target[:, j], validate_args=False))
-            for j in range(num_labels)
-        ]
-        return float(np.mean(scores))
-
-    table: dict[str, Callable[[], float]] = {
-        "accuracy": lambda: _value(multilabel_accuracy(preds, target, **labels)),
-        "precision": lambda: _value(multilabel_precision(preds, target, **labels)),
-        "recall": lambda: _value(multilabel_recall(preds, target, **labels)),
-        "f1": lambda: _value(multilabel_f1_score(preds, target, **labels)),
-        "mcc": mcc,
-        "auroc": auroc,
-        "f1_max": lambda: protein_centric_fmax(outputs, targets),
-    }
-    return {name: table[name]() for name in names}
+    return inputs.prepared("multi", build)  # type: ignore[return-value]
 
 
-def _regression(names: Sequence[str], outputs: np.ndarray, targets: np.ndarray):
-    preds = torch.as_tensor(np.asarray(outputs, dtype=np.float64).reshape(-1))
-    target = torch.as_tensor(np.asarray(targets, dtype=np.float64).reshape(-1))
-    enough = len(target) >= 2
-    # Correlations of a constant and R2 of a constant target are undefined: say nan rather than
-    # torchmetrics' warning-and-0 or scikit-learn's forced 0/1.
-    # (max > min, not std > 0: the std of a constant can round to 1e-17).
-    target_varies = enough and bool(target.max() > target.min())
-    varies = target_varies and bool(preds.max() > preds.min())
-    table: dict[str, Callable[[], float]] = {
-        "spearman": lambda: _value(spearman_corrcoef(preds, target)) if varies else NAN,
-        "pearson": lambda: _value(pearson_corrcoef(preds, target)) if varies else NAN,
-        "mse": lambda: _value(mean_squared_error(preds, target)),
-        "mae": lambda: _value(mean_absolute_error(preds, target)),
-        "r2": lambda: _value(r2_score(preds, target)) if target_varies else NAN,
-    }
-    return {name: table[name]() for name in names}
+def _per_label(inputs: MetricInputs) -> dict:
+    return {"num_labels": inputs.num_labels, "average": "macro", **_QUIET}
+
+
+@register_metric("accuracy", MULTI, "per-label accuracy at the threshold, macro over labels")
+def _multi_accuracy(inputs: MetricInputs) -> float:
+    t = _labels(inputs)
+    return _value(multilabel_accuracy(t["preds"], t["target"], **_per_label(inputs)))
+
+
+@register_metric("precision", MULTI, "per-label precision at the threshold, macro over labels")
+def _multi_precision(inputs: MetricInputs) -> float:
+    t = _labels(inputs)
+    return _value(multilabel_precision(t["preds"], t["target"], **_per_label(inputs)))
+
+
+@register_metric("recall", MULTI, "per-label recall at the threshold, macro over labels")
+def _multi_recall(inputs: MetricInputs) -> float:
+    t = _labels(inputs)
+    return _value(multilabel_recall(t["preds"], t["target"], **_per_label(inputs)))
+
+
+@register_metric("f1", MULTI, "per-label F1 at the threshold, macro over labels")
+def _multi_f1(inputs: MetricInputs) -> float:
+    t = _labels(inputs)
+    return _value(multilabel_f1_score(t["preds"], t["target"], **_per_label(inputs)))
+
+
+@register_metric("mcc", MULTI, "per-label Matthews correlation at the threshold, macro over labels")
+def _multi_mcc(inputs: MetricInputs) -> float:
+    t = _labels(inputs)
+    scores = [
+        _matthews(binary_confusion_matrix(t["preds"][:, j], t["target"][:, j], **_QUIET))
+        for j in range(inputs.num_labels)
+    ]
+    return float(np.mean(scores))
+
+
+@register_metric("auroc", MULTI, "macro AUROC over labels (labels with one class in the targets skipped)")
+def _multi_auroc(inputs: MetricInputs) -> float:
+    t = _labels(inputs)
+    target = t["target"]
+    positives = target.sum(dim=0)
+    defined = (positives > 0) & (positives < len(target))
+    per_label = multilabel_auroc(t["probabilities"], target, inputs.num_labels, average="none", **_QUIET)
+    return _present_class_mean(per_label, defined)
+
+
+@register_metric("f1_max", MULTI, "protein-centric F-max over thresholds 0.01-0.99 (CAFA)")
+def _multi_fmax(inputs: MetricInputs) -> float:
+    return protein_centric_fmax(inputs.outputs, inputs.targets)
+
+
+def _values(inputs: MetricInputs) -> dict[str, object]:
+    def build() -> dict[str, object]:
+        preds = torch.as_tensor(np.asarray(inputs.outputs, dtype=np.float64).reshape(-1))
+        target = torch.as_tensor(np.asarray(inputs.targets, dtype=np.float64).reshape(-1))
+        enough = len(target) >= 2
+        # Correlations of a constant and R2 of a constant target are undefined: say nan rather than
+        # torchmetrics' warning-and-0 or scikit-learn's forced 0/1.
+        # (max > min, not std > 0: the std of a constant can round to 1e-17).
+        target_varies = enough and bool(target.max() > target.min())
+        varies = target_varies and bool(preds.max() > preds.min())
+        return {"preds": preds, "target": target, "target_varies": target_varies, "varies": varies}
+
+    return inputs.prepared("regression", build)  # type: ignore[return-value]
+
+
+@register_metric("spearman", REGRESSION, "Spearman rank correlation")
+def _spearman(inputs: MetricInputs) -> float:
+    t = _values(inputs)
+    return _value(spearman_corrcoef(t["preds"], t["target"])) if t["varies"] else NAN
+
+
+@register_metric("pearson", REGRESSION, "Pearson correlation")
+def _pearson(inputs: MetricInputs) -> float:
+    t = _values(inputs)
+    return _value(pearson_corrcoef(t["preds"], t["target"])) if t["varies"] else NAN
+
+
+@register_metric("mse", REGRESSION, "mean squared error (lower is better)", mode="min")
+def _mse(inputs: MetricInputs) -> float:
+    t = _values(inputs)
+    return _value(mean_squared_error(t["preds"], t["target"]))
+
+
+@register_metric("mae", REGRESSION, "mean absolute error (lower is better)", mode="min")
+def _mae(inputs: MetricInputs) -> float:
+    t = _values(inputs)
+    return _value(mean_absolute_error(t["preds"], t["target"]))
+
+
+@register_metric("r2", REGRESSION, "coefficient of determination")
+def _r2(inputs: MetricInputs) -> float:
+    t = _values(inputs)
+    return _value(r2_score(t["preds"], t["target"])) if t["target_varies"] else NAN
 
 
 def check_metric_inputs(
     names: Sequence[str], problem_type: str, outputs: np.ndarray, targets: np.ndarray, num_labels: int
 ) -> None:
     """Raise ValueError saying what is wrong with metric names or prediction/target shapes."""
-    if problem_type not in METRICS_BY_PROBLEM:
-        raise ValueError(f"unknown problem type '{problem_type}'; choose from {sorted(METRICS_BY_PROBLEM)}")
-    unknown = [name for name in names if name not in METRICS_BY_PROBLEM[problem_type]]
-    if unknown:
+    if problem_type not in (SINGLE, MULTI, REGRESSION):
         raise ValueError(
-            f"{unknown} not {problem_type} metrics; choose from {sorted(METRICS_BY_PROBLEM[problem_type])}"
+            f"unknown problem type '{problem_type}'; choose from {sorted((SINGLE, MULTI, REGRESSION))}"
         )
+    allowed = metrics_for(problem_type)
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise ValueError(f"{unknown} not {problem_type} metrics; choose from {allowed}")
     if problem_type == REGRESSION:
         if outputs.size != targets.size:
             raise ValueError(f"{outputs.size} predictions for {targets.size} targets")
@@ -382,11 +504,8 @@ def compute_metrics(
     with warnings.catch_warnings():
         # torchmetrics warns on the degenerate cases handled above; the nan already says it.
         warnings.simplefilter("ignore", UserWarning)
-        if problem_type == SINGLE:
-            return _single_label(names, outputs, targets, num_labels)
-        if problem_type == MULTI:
-            return _multi_label(names, outputs, targets, num_labels, threshold)
-        return _regression(names, outputs, targets)
+        inputs = MetricInputs(outputs, targets, num_labels, threshold)
+        return {name: METRICS.get(name).compute[problem_type](inputs) for name in names}
 
 
 def targets_from_frame(frame: pd.DataFrame, problem_type: str, num_labels: int) -> np.ndarray:

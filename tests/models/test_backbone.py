@@ -80,7 +80,7 @@ def test_unsupported_architecture_lists_the_supported_families(tmp_path):
         load_backbone(ModelConfig(name=str(tmp_path)))
     transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
     with pytest.raises(
-        ModelError, match="model type 'gpt2' is not supported; supported families: esm, bert, t5"
+        ModelError, match="model type 'gpt2' is not supported; supported families: bert, esm, onehot, t5"
     ):
         load_backbone(ModelConfig(name=str(tmp_path)))
 

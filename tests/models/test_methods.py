@@ -3,10 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from protfit.config import ConfigError
 from protfit.models import methods
-from protfit.models.backbone import ModelError
-from protfit.models.methods import apply_method, format_model_statistics, model_statistics, register_method
+from protfit.models.methods import apply_method, format_model_statistics, model_statistics
 from protfit.models.protein_model import build_model
+from protfit.registry import METHODS
 
 SEQUENCES = ["MKTAYIAKQR", "ACDEF", "WWY"]
 
@@ -92,17 +93,19 @@ def test_onehot_trains_pooler_and_head_under_either_method(method, make_config):
     assert stats["trainable"] == stats["total"] > 0
 
 
-def test_unknown_method_lists_the_registered_ones(make_config):
-    cfg = make_config(name="onehot", method="lorax")
-    with pytest.raises(ModelError, match="unknown method 'lorax'; choose from .*freeze, full"):
-        apply_method(build_model(cfg, 2), cfg, 1)
+def test_unknown_method_is_a_config_error_listing_the_registered_ones(make_config):
+    with pytest.raises(
+        ConfigError, match="unknown training method 'lorax' .did you mean 'lora'.*freeze, full"
+    ):
+        make_config(name="onehot", method="lorax")
 
 
 def test_a_new_method_is_one_registered_function(make_config, monkeypatch):
-    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    METHODS.names()  # built-ins loaded before the copy is extended
     seen = {}
 
-    @register_method("head_only_with_steps")
+    @METHODS.register("head_only_with_steps")
     def head_only(model, cfg, total_steps):
         seen["total_steps"] = total_steps
         model = methods.freeze(model, cfg, total_steps)

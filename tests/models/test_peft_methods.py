@@ -20,11 +20,11 @@ from protfit.cli import main
 from protfit.config import ConfigError, apply_overrides, build_config
 from protfit.data.synthetic import write_synthetic_dataset
 from protfit.models import peft_methods
-from protfit.models.backbone import ModelError, load_backbone
+from protfit.models.backbone import ModelError, base_weight_quantization, load_backbone
 from protfit.models.methods import apply_method, check_method_requirements, model_statistics
-from protfit.models.peft_methods import AdaLoraAllocation, adalora_schedule, base_weight_quantization
+from protfit.models.peft_methods import AdaLoraAllocation, adalora_schedule
 from protfit.models.protein_model import build_model
-from protfit.training.callbacks import Callback, TrainingState
+from protfit.plugins import Plugin, TrainingState
 from protfit.training.train import train
 
 METHODS = ["lora", "dora", "adalora", "ia3"]
@@ -180,9 +180,14 @@ def test_adalora_ranks_must_shrink(make_config):
 def _adalora(make_config, total_steps: int = 10, **lora):
     cfg = make_config(name="tiny-esm2", method="adalora", lora=lora)
     model = apply_method(build_model(cfg, 2), cfg, total_steps)
-    (callback,) = [c for c in model.training_callbacks if isinstance(c, AdaLoraAllocation)]
+    (callback,) = [c for c in model.training_plugins if isinstance(c, AdaLoraAllocation)]
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    return cfg, model, callback, TrainingState(config=cfg, model=model, optimizer=optimizer, run_dir=None)
+    return (
+        cfg,
+        model,
+        callback,
+        TrainingState(config=cfg, parts=SimpleNamespace(model=model, optimizer=optimizer), run_dir=None),
+    )
 
 
 def test_adalora_orthogonality_penalty_matches_peft_and_its_gradient_is_added(make_config, monkeypatch):
@@ -292,7 +297,7 @@ def test_quantized_loading_and_qlora_on_a_full_precision_base_are_clear_errors(m
 # ---- end to end through the recipe ------------------------------------------------------------------
 
 
-class Spy(Callback):
+class Spy(Plugin):
     """Adapter weights at the start, every backbone weight at the end of training."""
 
     def on_train_start(self, state):
@@ -339,7 +344,7 @@ def peft_runs(tmp_path_factory):
             }
             spy = Spy()
             calls_before = len(calls)
-            result = train(build_config(raw), callbacks=[spy])
+            result = train(build_config(raw), plugins=[spy])
             runs[method] = SimpleNamespace(
                 cfg=build_config(raw), result=result, spy=spy, calls=calls[calls_before:], data=data
             )

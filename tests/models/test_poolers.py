@@ -5,8 +5,9 @@ import torch
 
 from protfit.config import ModelConfig
 from protfit.models.backbone import ModelError, load_backbone
-from protfit.models.poolers import POOLERS, build_pooler
+from protfit.models.poolers import build_pooler
 from protfit.models.protein_model import build_model
+from protfit.registry import POOLERS, RegistryError
 
 HIDDEN = 8
 EXPECTED_DIM = {
@@ -76,7 +77,7 @@ def test_flatten_lays_residues_out_by_position(make_config):
 def test_flatten_needs_max_seq_len_and_unknown_pooler_lists_choices(make_config):
     with pytest.raises(ModelError, match="needs data.max_seq_len"):
         build_pooler("flatten", HIDDEN, make_config(max_seq_len=None))
-    with pytest.raises(ModelError, match="choose from attention1d, cls, flatten, light_attention, mean"):
+    with pytest.raises(RegistryError, match="choose from attention1d, cls, flatten, light_attention, mean"):
         build_pooler("max", HIDDEN, make_config())
 
 

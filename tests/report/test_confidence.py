@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from protfit.config import DEFAULT_METRICS, METRICS_BY_PROBLEM, BootstrapConfig
-from protfit.metrics import compute_metrics
+from protfit.config import DEFAULT_METRICS, BootstrapConfig
+from protfit.metrics import compute_metrics, metrics_for
 from protfit.report.confidence import (
     bootstrap_intervals,
     format_with_interval,
@@ -47,7 +47,7 @@ def test_each_resample_matches_compute_metrics_on_that_resample(problem: str, nu
     outputs, targets = _data(problem, 60, num_labels, seed=1)
     if problem == MULTI:
         targets[:, 3] = 0  # an absent label: AUROC skips it, F1 counts it as 0
-    names = sorted(METRICS_BY_PROBLEM[problem])
+    names = sorted(metrics_for(problem))
     indices = np.random.default_rng(2).integers(0, 60, size=(25, 60))
     vectorised = resampled_metrics(names, problem, outputs, targets, num_labels, indices)
     for row, sample in enumerate(indices):

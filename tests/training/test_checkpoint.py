@@ -31,14 +31,18 @@ def test_resuming_reproduces_the_uninterrupted_continuation(tmp_path):
         optimizer=optimizer,
         scheduler=scheduler,
         progress={"epoch": 2, "global_step": 3},
+        plugins={"ema": {"decay": 0.9, "weights": {"w": torch.arange(3.0)}, "count": [1, torch.ones(2)]}},
     )
     numpy_draw, python_draw = np.random.rand(3), random.random()
     take_steps(model, optimizer, scheduler)  # the uninterrupted run (its batches come from the torch RNG)
 
     resumed_model, resumed_optimizer, resumed_scheduler = make_training_objects()
     resumed_model.load_state_dict(load_model_state(tmp_path / "last"))
-    progress = load_training_state(tmp_path / "last", resumed_optimizer, resumed_scheduler)
+    progress, plugins = load_training_state(tmp_path / "last", resumed_optimizer, resumed_scheduler)
     assert progress == {"epoch": 2, "global_step": 3}
+    assert plugins["ema"]["decay"] == 0.9  # plug-in state: JSON values and (nested) tensors round-trip
+    assert torch.equal(plugins["ema"]["weights"]["w"], torch.arange(3.0))
+    assert plugins["ema"]["count"][0] == 1 and torch.equal(plugins["ema"]["count"][1], torch.ones(2))
     assert resumed_scheduler.last_epoch == 3
     assert np.array_equal(np.random.rand(3), numpy_draw) and random.random() == python_draw
     take_steps(resumed_model, resumed_optimizer, resumed_scheduler)

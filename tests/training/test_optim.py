@@ -2,12 +2,14 @@ import pytest
 import torch
 
 from protfit.config import TrainConfig
-from protfit.training.optim import build_optimizer
+from protfit.training.optim import build_optimizer, parameter_groups
 
 
 def test_weight_decay_skips_biases_and_norm_scales():
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 1))
-    optimizer = build_optimizer(model, TrainConfig(weight_decay=0.1, learning_rate=1e-3))
+    optimizer = build_optimizer(
+        parameter_groups(model, TrainConfig(weight_decay=0.1)), TrainConfig(learning_rate=1e-3)
+    )
     decay = {
         id(p) for group in optimizer.param_groups if group["weight_decay"] == 0.1 for p in group["params"]
     }
@@ -21,8 +23,8 @@ def test_weight_decay_skips_biases_and_norm_scales():
 def test_frozen_parameters_are_left_out_and_nothing_trainable_is_an_error():
     model = torch.nn.Linear(4, 2)
     model.bias.requires_grad_(False)
-    optimizer = build_optimizer(model, TrainConfig())
+    optimizer = build_optimizer(parameter_groups(model, TrainConfig()), TrainConfig())
     assert [p for group in optimizer.param_groups for p in group["params"]] == [model.weight]
     model.weight.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        build_optimizer(model, TrainConfig())
+        build_optimizer(parameter_groups(model, TrainConfig()), TrainConfig())

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from protfit.config import apply_overrides, build_config
 from protfit.data.synthetic import write_synthetic_dataset
 from protfit.models.protein_model import build_model
-from protfit.training.callbacks import Callback
+from protfit.plugins import Plugin
 from protfit.training.train import train
 
 PROBLEMS = ["single_label_classification", "multi_label_classification", "regression"]
@@ -136,7 +136,7 @@ def test_accumulation_schedule_ends_at_zero_on_the_last_step(datasets, tmp_path)
     assert result.summary["history"][-1]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-class InterruptAfter(Callback):
+class InterruptAfter(Plugin):
     def __init__(self, epoch):
         self.epoch = epoch
 
@@ -155,7 +155,7 @@ def test_resume_continues_exactly_where_the_interrupted_run_stopped(datasets, tm
     uninterrupted = train(make_config(datasets["regression"], tmp_path / "a", *args))
     interrupted_cfg = make_config(datasets["regression"], tmp_path / "b", *args)
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted_cfg, callbacks=[InterruptAfter(2)])
+        train(interrupted_cfg, plugins=[InterruptAfter(2)])
     run_dir = tmp_path / "b" / "run"
     assert len(pd.read_csv(run_dir / "history.csv")) == 2  # completed epochs survive the abort
     resumed = train(None, resume_from=run_dir)

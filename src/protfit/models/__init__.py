@@ -2,15 +2,9 @@
 
 from protfit.models.backbone import Backbone, ModelError, load_backbone
 from protfit.models.heads import build_head
-from protfit.models.methods import (
-    METHODS,
-    apply_method,
-    format_model_statistics,
-    model_statistics,
-    register_method,
-)
+from protfit.models.methods import apply_method, format_model_statistics, model_statistics
 from protfit.models.onehot import OneHotBackbone
-from protfit.models.poolers import POOLERS, build_pooler, register_pooler
+from protfit.models.poolers import build_pooler
 from protfit.models.protein_model import (
     ProteinModel,
     build_model,
@@ -19,8 +13,6 @@ from protfit.models.protein_model import (
 )
 
 __all__ = [
-    "METHODS",
-    "POOLERS",
     "Backbone",
     "ModelError",
     "OneHotBackbone",
@@ -33,7 +25,5 @@ __all__ = [
     "load_backbone",
     "load_trainable_state_dict",
     "model_statistics",
-    "register_method",
-    "register_pooler",
     "trainable_state_dict",
 ]

@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_ALIASES: dict[str, Callable[[], Path]] = {}
-_ALIAS_HELP: dict[str, str] = {}
+from protfit.registry import ALIASES
+
+# The one-hot encoder is built in (no folder to resolve); it is listed with the aliases.
+ALIASES.add("onehot", None, "built-in one-hot encoder: the no-download baseline")
 
 
 def cache_root() -> Path:
@@ -36,6 +38,8 @@ def staged_folder(target: Path, marker: str) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         yield staging
+        if not (staging / marker).is_file():
+            raise RuntimeError(f"building {target.name} left no {marker} in {staging}: the build is incomplete")
         try:
             staging.rename(target)
         except OSError:
@@ -46,26 +50,16 @@ def staged_folder(target: Path, marker: str) -> Iterator[Path]:
 
 
 def register_alias(name: str, help_text: str) -> Callable[[Callable[[], Path]], Callable[[], Path]]:
-    def decorator(resolver: Callable[[], Path]) -> Callable[[], Path]:
-        _ALIASES[name] = resolver
-        _ALIAS_HELP[name] = help_text
-        return resolver
-
-    return decorator
-
-
-def _load_builtin_aliases() -> None:
-    # Imported for their registration side effect; kept lazy so `import protfit` stays light.
-    from protfit.models import antiberty, tiny  # noqa: F401
+    """``@register_alias("name", "help")`` on a ``() -> Path`` resolver: an entry of :data:`ALIASES`."""
+    return ALIASES.register(name, help_text)
 
 
 def list_aliases() -> dict[str, str]:
-    _load_builtin_aliases()
-    return dict(_ALIAS_HELP)
+    """Alias name -> one-line help, the built-in one-hot encoder included."""
+    return {entry.name: entry.description for entry in ALIASES.entries()}
 
 
 def resolve_model_source(name: str) -> str:
     """Alias -> local folder (built on first use); anything else is returned unchanged."""
-    _load_builtin_aliases()
-    resolver = _ALIASES.get(name.lower())
+    resolver = ALIASES.get(name.lower()) if name.lower() in ALIASES else None
     return str(resolver()) if resolver is not None else name

@@ -28,9 +28,42 @@ from torch import nn
 from protfit.config import ModelConfig
 from protfit.data.batching import TokenizedSequence
 from protfit.models.aliases import list_aliases, resolve_model_source
+from protfit.registry import FAMILIES
 
 STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
-SUPPORTED_FAMILIES = ("esm", "bert", "t5", "onehot")
+FAMILIES.add(
+    "esm",
+    "EsmModel",
+    "ESM-2, ESM-1b, ESM-1v",
+    examples="facebook/esm2_t6_8M_UR50D, facebook/esm2_t33_650M_UR50D, facebook/esm1b_t33_650M_UR50S, "
+    "facebook/esm1v_t33_650M_UR90S_1",
+    tokenization="plain residue letters",
+    needs="hub download or local folder",
+)
+FAMILIES.add(
+    "bert",
+    "BertModel",
+    "ProtBert, IgBert, AntiBERTy",
+    examples="Rostlab/prot_bert, Exscientia/IgBert, antiberty (alias)",
+    tokenization="space-separated residues",
+    needs="hub download or local folder; antiberty offline",
+)
+FAMILIES.add(
+    "t5",
+    "T5EncoderModel",
+    "ProtT5, IgT5, Ankh (encoder only)",
+    examples="Rostlab/prot_t5_xl_uniref50, Exscientia/IgT5, ElnaggarLab/ankh-base",
+    tokenization="ProtT5/IgT5: space-separated, U/Z/O/B -> X; Ankh: characters",
+    needs="hub download or local folder",
+)
+FAMILIES.add(
+    "onehot",
+    "built in",
+    "one-hot encoding of the 20 residues + X",
+    examples="onehot (alias)",
+    tokenization="20 residues + X, no special tokens",
+    needs="offline, no weights",
+)
 # ProtT5 was trained with the rare residues U, Z, O, B replaced by X.
 _PROT_T5_RARE = str.maketrans("UZOB", "XXXX")
 # EsmModel builds a contact-prediction head that our forward pass never uses; some ESM checkpoints
@@ -155,7 +188,7 @@ def _encoder_class(model_type: str) -> tuple[str, type[nn.Module], dict[str, Any
     if model_type == "t5":
         return "t5", T5EncoderModel, {}
     raise ModelError(
-        f"model type '{model_type}' is not supported; supported families: {', '.join(SUPPORTED_FAMILIES)} "
+        f"model type '{model_type}' is not supported; supported families: {', '.join(FAMILIES.names())} "
         "(ESM-2, ProtBert/IgBert/AntiBERTy, ProtT5/IgT5/Ankh, one-hot baseline)"
     )
 
@@ -169,7 +202,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _not_found_message(name: str, reason: str) -> str:
-    aliases = ", ".join(sorted([*list_aliases(), "onehot"]))
+    aliases = ", ".join(sorted(list_aliases()))
     return (
         f"model '{name}' could not be found locally or downloaded from the Hugging Face hub ({reason}). "
         f"Give a hub id (e.g. facebook/esm2_t6_8M_UR50D), a local model folder with config.json, "
@@ -266,6 +299,26 @@ def _t5_style(tokenizer: Any, name: str) -> str:
     raise ModelError(
         f"cannot tell the input rules of T5 model '{name}': its vocabulary has neither '▁A' (ProtT5/IgT5) "
         "nor 'A' (Ankh) pieces"
+    )
+
+
+def base_weight_quantization(model_cfg: ModelConfig) -> Any:
+    """The transformers quantization config of the frozen base (QLoRA), or None for other methods.
+
+    NF4 with double quantization as in Dettmers et al. 2023. Matmuls run in float32 (dequantized
+    on the fly), like the rest of protfit; train.mixed_precision=bf16 speeds them up via autocast.
+    """
+    if model_cfg.method != "qlora":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if model_cfg.lora.qlora_bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
     )
 
 

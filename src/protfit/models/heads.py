@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from protfit.config import HeadConfig
+from protfit.registry import HEADS
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -47,6 +48,12 @@ def _initialise(linear: nn.Linear, init: str) -> None:
 
 
 def build_head(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
+    """The head named by ``model.head.type`` (a :data:`HEADS` entry), from pooled vectors to logits."""
+    return HEADS.get(cfg.type)(in_dim, out_dim, cfg)
+
+
+@HEADS.register("mlp")
+def mlp_head(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """Linear -> norm -> activation -> dropout per hidden layer, then a linear output layer."""
     layers: list[nn.Module] = []
     width = in_dim

@@ -1,7 +1,7 @@
 """Training methods: what trains in a ProteinModel.
 
 A method is one function ``(model, cfg, total_steps) -> model`` registered with
-``@register_method("name")``. It sets ``requires_grad`` on parameters and ``model.backbone_trainable``:
+``@METHODS.register("name", "one line")`` (``requirement=check`` names a check that it can run here). It sets ``requires_grad`` on parameters and ``model.backbone_trainable``:
 False when no gradient needs to pass through the backbone (it then runs in eval mode under no_grad),
 True when backbone weights or adapters inside it train. PEFT methods (LoRA, DoRA, AdaLoRA, IA3,
 QLoRA) live in their own module, wrap ``model.backbone.encoder`` with the ``peft`` library and set
@@ -15,47 +15,23 @@ from collections.abc import Callable
 from typing import Any
 
 from protfit.config import RunConfig
-from protfit.models.backbone import ModelError
 from protfit.models.protein_model import ProteinModel
+from protfit.registry import METHODS
 
 Method = Callable[[ProteinModel, RunConfig, int], ProteinModel]
-METHODS: dict[str, Method] = {}
 COMPONENTS = ("backbone", "adapter", "pooler", "head")
 
 
-def register_method(name: str) -> Callable[[Method], Method]:
-    def decorator(method: Method) -> Method:
-        METHODS[name] = method
-        return method
-
-    return decorator
-
-
-Requirement = Callable[[RunConfig], None]
-REQUIREMENTS: dict[str, Requirement] = {}
-
-
-def register_requirement(name: str) -> Callable[[Requirement], Requirement]:
-    """A check that a method can run here (a GPU, a package), run before any data or model loads."""
-
-    def decorator(check: Requirement) -> Requirement:
-        REQUIREMENTS[name] = check
-        return check
-
-    return decorator
-
-
 def check_method_requirements(cfg: RunConfig) -> None:
-    name = cfg.model.method
-    if name not in METHODS:
-        raise ModelError(f"model.method: unknown method '{name}'; choose from {', '.join(sorted(METHODS))}")
-    if name in REQUIREMENTS:
-        REQUIREMENTS[name](cfg)
+    """Run the method's ``requirement`` check (a GPU, a package) before any data or model loads."""
+    requirement = METHODS.entry(cfg.model.method).options.get("requirement")
+    if requirement is not None:
+        requirement(cfg)
 
 
 def apply_method(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     check_method_requirements(cfg)
-    return METHODS[cfg.model.method](model, cfg, total_steps)
+    return METHODS.get(cfg.model.method)(model, cfg, total_steps)
 
 
 def _train_pooler_and_head(model: ProteinModel) -> None:
@@ -63,7 +39,7 @@ def _train_pooler_and_head(model: ProteinModel) -> None:
         module.requires_grad_(True)
 
 
-@register_method("freeze")
+@METHODS.register("freeze", uses=("embedding_cache",))
 def freeze(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     """The pretrained backbone stays as it is; the pooler and head learn on its features."""
     model.backbone.requires_grad_(False)
@@ -72,7 +48,7 @@ def freeze(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinMode
     return model
 
 
-@register_method("full")
+@METHODS.register("full", uses=())
 def full(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     """Every weight trains, the backbone's included."""
     model.requires_grad_(True)
@@ -109,7 +85,3 @@ def format_model_statistics(stats: dict[str, Any]) -> str:
     lines.append(f"{'total':<10} {stats['total']:>14,} {stats['trainable']:>14,}")
     lines.append(f"trainable: {stats['percent_trainable']:.2f}% of parameters")
     return "\n".join(lines)
-
-
-# Methods in their own modules register themselves on import.
-from protfit.models import peft_methods, ses_adapter  # noqa: E402,F401

@@ -22,9 +22,9 @@ from torch import nn
 
 from protfit.config import ModelConfig, RunConfig
 from protfit.models.backbone import ModelError
-from protfit.models.methods import register_method, register_requirement
 from protfit.models.protein_model import ProteinModel
-from protfit.training.callbacks import Callback, TrainingState
+from protfit.plugins import Plugin, TrainingState
+from protfit.registry import METHODS
 
 ADAPTER = "default"  # peft's adapter name; one adapter per model
 PEFT_METHODS = ("lora", "dora", "adalora", "ia3", "qlora")
@@ -124,21 +124,21 @@ def _lora_config(model: ProteinModel, cfg: RunConfig, *, use_dora: bool = False)
     )
 
 
-@register_method("lora")
+@METHODS.register("lora", uses=("lora.r", "lora.alpha", "lora.dropout", "lora.target_modules"))
 def lora(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     """Low-rank updates W + (alpha/r)·B·A on the target layers (Hu et al. 2021)."""
     _encoder(model, "lora")
     return _wrap(model, _lora_config(model, cfg), "lora")
 
 
-@register_method("dora")
+@METHODS.register("dora", uses=("lora.r", "lora.alpha", "lora.dropout", "lora.target_modules"))
 def dora(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     """LoRA on the direction of each weight plus a trained magnitude vector (Liu et al. 2024)."""
     _encoder(model, "dora")
     return _wrap(model, _lora_config(model, cfg, use_dora=True), "dora")
 
 
-@register_method("ia3")
+@METHODS.register("ia3", uses=("lora.target_modules", "lora.feedforward_modules"))
 def ia3(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     """Learned per-channel scales on keys, values and feed-forward activations (Liu et al. 2022)."""
     from peft import IA3Config
@@ -177,7 +177,7 @@ def adalora_schedule(cfg: ModelConfig, total_steps: int) -> tuple[int, int]:
     return tinit, tfinal
 
 
-class AdaLoraAllocation(Callback):
+class AdaLoraAllocation(Plugin):
     """AdaLoRA's rank allocation after every optimizer step, and its orthogonality regulariser.
 
     ``update_and_allocate`` scores every rank from weight x gradient, so it runs after the optimizer
@@ -234,7 +234,19 @@ class AdaLoraAllocation(Callback):
         self.tuner.update_and_allocate(state.global_step)
 
 
-@register_method("adalora")
+@METHODS.register(
+    "adalora",
+    uses=(
+        "lora.alpha",
+        "lora.dropout",
+        "lora.target_modules",
+        "lora.adalora_init_r",
+        "lora.adalora_target_r",
+        "lora.adalora_tinit_ratio",
+        "lora.adalora_tfinal_ratio",
+        "lora.adalora_orth_reg_weight",
+    ),
+)
 def adalora(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     """LoRA in SVD form whose rank budget is moved to the layers that matter (Zhang et al. 2023)."""
     from peft import AdaLoraConfig
@@ -258,14 +270,13 @@ def adalora(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinMod
     )
     model = _wrap(model, config, "adalora")
     tuner = model.backbone.encoder.base_model
-    model.training_callbacks.append(AdaLoraAllocation(tuner, lora.adalora_orth_reg_weight))
+    model.training_plugins.append(AdaLoraAllocation(tuner, lora.adalora_orth_reg_weight))
     return model
 
 
 # ---- QLoRA ---------------------------------------------------------------------------------------
 
 
-@register_requirement("qlora")
 def qlora_requirements(cfg: RunConfig) -> None:
     """Checked before any data or model loads: 4/8-bit weights live on a CUDA GPU via bitsandbytes."""
     bits = cfg.model.lora.qlora_bits
@@ -285,31 +296,15 @@ def qlora_requirements(cfg: RunConfig) -> None:
         )
 
 
-def base_weight_quantization(model_cfg: ModelConfig) -> Any:
-    """The transformers quantization config of the frozen base (QLoRA), or None for other methods.
-
-    NF4 with double quantization as in Dettmers et al. 2023. Matmuls run in float32 (dequantized
-    on the fly), like the rest of protfit; train.mixed_precision=bf16 speeds them up via autocast.
-    """
-    if model_cfg.method != "qlora":
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if model_cfg.lora.qlora_bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.float32,
-    )
-
-
-@register_method("qlora")
+@METHODS.register(
+    "qlora",
+    requirement=qlora_requirements,
+    uses=(*("lora.r", "lora.alpha", "lora.dropout", "lora.target_modules"), "lora.qlora_bits"),
+)
 def qlora(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     """LoRA on a base model whose frozen weights are stored in 4 (or 8) bits (Dettmers et al. 2023).
 
-    The base is quantized at load time (``build_model`` passes :func:`base_weight_quantization` to
+    The base is quantized at load time (``build_model`` passes ``backbone.base_weight_quantization`` to
     ``load_backbone``); here it is prepared for k-bit training (norms in float32, base frozen) and
     gets LoRA adapters.
     """

@@ -2,7 +2,7 @@
 
 Every pooler reads only residue positions (``residue_mask``), so special tokens and padding never
 change the result: the same sequence alone or padded in a batch pools to the same vector. A row
-without any residue pools to zeros instead of NaN. Add one with ``@register_pooler("name")`` on a
+without any residue pools to zeros instead of NaN. Add one with ``@POOLERS.register("name")`` on a
 function ``(hidden_size, cfg) -> nn.Module`` whose module has ``output_dim``.
 """
 
@@ -15,23 +15,13 @@ from torch import nn
 
 from protfit.config import RunConfig
 from protfit.models.backbone import ModelError
+from protfit.registry import POOLERS
 
 PoolerBuilder = Callable[[int, RunConfig], nn.Module]
-POOLERS: dict[str, PoolerBuilder] = {}
-
-
-def register_pooler(name: str) -> Callable[[PoolerBuilder], PoolerBuilder]:
-    def decorator(builder: PoolerBuilder) -> PoolerBuilder:
-        POOLERS[name] = builder
-        return builder
-
-    return decorator
 
 
 def build_pooler(name: str, hidden_size: int, cfg: RunConfig) -> nn.Module:
-    if name not in POOLERS:
-        raise ModelError(f"model.pooler: unknown pooler '{name}'; choose from {', '.join(sorted(POOLERS))}")
-    return POOLERS[name](hidden_size, cfg)
+    return POOLERS.get(name)(hidden_size, cfg)
 
 
 def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -129,27 +119,33 @@ class FlattenPooler(nn.Module):
         return grid.flatten(start_dim=1)
 
 
-@register_pooler("mean")
+@POOLERS.register("mean", "average of the residue states", uses=())
 def _mean(hidden_size: int, cfg: RunConfig) -> nn.Module:
     return MeanPooler(hidden_size)
 
 
-@register_pooler("attention1d")
+@POOLERS.register(
+    "attention1d", "learned per-residue attention weights, then a linear layer", uses=("pooler_dropout",)
+)
 def _attention1d(hidden_size: int, cfg: RunConfig) -> nn.Module:
     return Attention1dPooler(hidden_size, cfg.model.pooler_dropout)
 
 
-@register_pooler("light_attention")
+@POOLERS.register(
+    "light_attention",
+    "light attention (Stärk et al. 2021): attention + max pooling, 2H wide",
+    uses=("pooler_dropout",),
+)
 def _light_attention(hidden_size: int, cfg: RunConfig) -> nn.Module:
     return LightAttentionPooler(hidden_size, cfg.model.pooler_dropout)
 
 
-@register_pooler("cls")
+@POOLERS.register("cls", "the CLS token's state (ESM and BERT families)", uses=())
 def _cls(hidden_size: int, cfg: RunConfig) -> nn.Module:
     return ClsPooler(hidden_size)
 
 
-@register_pooler("flatten")
+@POOLERS.register("flatten", "residue i to slot i of a max_seq_len grid (equal-length variants)", uses=())
 def _flatten(hidden_size: int, cfg: RunConfig) -> nn.Module:
     if cfg.data.max_seq_len is None:
         raise ModelError(

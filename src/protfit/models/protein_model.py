@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from protfit.config import RunConfig
-from protfit.models.backbone import Backbone, ModelError, load_backbone
+from protfit.models.backbone import Backbone, ModelError, base_weight_quantization, load_backbone
 from protfit.models.heads import build_head
 from protfit.models.poolers import build_pooler
 
@@ -26,9 +26,9 @@ class ProteinModel(nn.Module):
         self.head = head
         self._backbone_trainable = True
         # set by methods that need them: a module between backbone and pooler (structure adapter),
-        # and training-loop callbacks (e.g. AdaLoRA's rank allocation after each optimizer step)
+        # and training plug-ins (e.g. AdaLoRA's rank allocation after each optimizer step)
         self.adapter: nn.Module | None = None
-        self.training_callbacks: list = []
+        self.training_plugins: list = []
 
     @property
     def backbone_trainable(self) -> bool:
@@ -96,8 +96,6 @@ class ProteinModel(nn.Module):
 
 def build_model(cfg: RunConfig, num_labels: int) -> ProteinModel:
     """Backbone, pooler and head as configured; everything trains until ``apply_method`` decides."""
-    from protfit.models.peft_methods import base_weight_quantization  # lazy: peft_methods imports this module
-
     backbone = load_backbone(cfg.model, quantization_config=base_weight_quantization(cfg.model))
     pooler = build_pooler(cfg.model.pooler, backbone.hidden_size, cfg)
     if getattr(pooler, "needs_cls_token", False) and not backbone.has_cls_token:

@@ -25,8 +25,9 @@ from torch import nn
 
 from protfit.config import RunConfig
 from protfit.data.batching import STRUCTURE_VOCABULARIES, structure_batch_key
-from protfit.models.methods import freeze, register_method
+from protfit.models.methods import freeze
 from protfit.models.protein_model import ProteinModel
+from protfit.registry import METHODS
 
 _ROTARY_BASE = 10000.0
 
@@ -135,7 +136,10 @@ class SesAdapter(nn.Module):
         return self.norm(hidden + self.output_dropout(fused))
 
 
-@register_method("ses_adapter")
+@METHODS.register(
+    "ses_adapter",
+    uses=("ses.structure_inputs", "ses.embedding_dim", "ses.num_heads", "ses.dropout"),
+)
 def ses_adapter(model: ProteinModel, cfg: RunConfig, total_steps: int) -> ProteinModel:
     """Frozen backbone + a trained structure adapter between backbone and pooler (needs structure data)."""
     model = freeze(model, cfg, total_steps)

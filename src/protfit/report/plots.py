@@ -43,9 +43,15 @@ def plot_history(records: list[dict[str, Any]], metric_names: list[str], run_dir
 
 
 def plot_evaluation(
-    outputs, targets, problem_type: str, label_names: list[str] | None, out_dir: Path
+    outputs,
+    targets,
+    problem_type: str,
+    label_names: list[str] | None,
+    out_dir: Path,
+    threshold: float = 0.5,
 ) -> Path:
-    """Confusion matrix (single-label), per-label confusion counts (multi-label) or predicted vs true."""
+    """Confusion matrix (single-label), per-label confusion counts (multi-label, a label counts as
+    predicted at ``threshold``: evaluation.multi_label_threshold) or predicted vs true."""
     import numpy as np
 
     figure, axis = plt.subplots(figsize=(6, 5))
@@ -72,10 +78,10 @@ def plot_evaluation(
             )
             axis.set_title("Confusion matrix")
         else:
-            predicted = (outputs >= 0.5).astype(int)
+            predicted = (outputs >= threshold).astype(int)
             counts = np.array([[((targets == t) & (predicted == p)).sum() for p in (0, 1)] for t in (0, 1)])
             ConfusionMatrixDisplay(counts, display_labels=["absent", "present"]).plot(ax=axis, colorbar=False)
-            axis.set_title("Label decisions, all labels pooled")
+            axis.set_title(f"Label decisions at threshold {threshold:g}, all labels pooled")
         path = out_dir / "confusion_matrix.png"
     figure.tight_layout()
     figure.savefig(path, dpi=100)

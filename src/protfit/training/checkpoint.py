@@ -2,7 +2,8 @@
 
 A checkpoint folder holds `model.safetensors` (only what was trained: see
 `protein_model.trainable_state_dict`) and, for resuming, `training_state.safetensors` +
-`training_state.json` (optimizer, scheduler, RNG streams, early stopping, epoch/step). Folders are
+`training_state.json` (optimizer, scheduler, RNG streams, early stopping, epoch/step, and the
+training plug-ins' state: tensors under ``plugin/<name>/...``, everything else in the JSON). Folders are
 written beside their final place and renamed into it, so a crash mid-write never leaves a
 half-written checkpoint where the previous good one was.
 """
@@ -74,6 +75,28 @@ def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None
     random.setstate((version, tuple(python_state), gauss_next))
 
 
+def _split_state(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Nested plug-in state -> JSON with tensors moved into ``tensors`` (referenced by key)."""
+    if isinstance(value, torch.Tensor):
+        tensors[path] = value.detach().cpu().contiguous()
+        return {"__tensor__": path}
+    if isinstance(value, dict):
+        return {str(key): _split_state(item, f"{path}/{key}", tensors) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_split_state(item, f"{path}/{index}", tensors) for index, item in enumerate(value)]
+    return value
+
+
+def _join_state(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__tensor__"}:
+            return tensors[value["__tensor__"]]
+        return {key: _join_state(item, tensors) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_join_state(item, tensors) for item in value]
+    return value
+
+
 def _replace_dir(staging: Path, target: Path) -> None:
     # Rename is atomic on one filesystem; the old folder is moved aside first and removed last, so
     # at every instant one complete checkpoint exists.
@@ -94,6 +117,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     progress: dict[str, Any] | None = None,
+    plugins: dict[str, Any] | None = None,
 ) -> None:
     folder = Path(folder)
     staging = folder.with_name(folder.name + ".tmp")
@@ -106,8 +130,11 @@ def save_checkpoint(
     if optimizer is not None:
         optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer.state_dict())
         rng_tensors, rng_meta = _rng_state()
-        save_file({**optimizer_tensors, **rng_tensors}, staging / STATE_TENSORS)
+        plugin_tensors: dict[str, torch.Tensor] = {}
+        plugin_meta = _split_state(plugins or {}, "plugin", plugin_tensors)
+        save_file({**optimizer_tensors, **rng_tensors, **plugin_tensors}, staging / STATE_TENSORS)
         meta = {
+            "plugins": plugin_meta,
             "optimizer": optimizer_meta,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": rng_meta,
@@ -124,8 +151,10 @@ def load_model_state(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(path)
 
 
-def load_training_state(folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore optimizer, scheduler and RNG streams; return the saved progress dict."""
+def load_training_state(
+    folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Restore optimizer, scheduler and RNG streams; return the saved progress and plug-in states."""
     folder = Path(folder)
     if not (folder / STATE_JSON).is_file():
         raise FileNotFoundError(f"{folder} holds no training state to resume from")
@@ -135,4 +164,4 @@ def load_training_state(folder: Path, optimizer: torch.optim.Optimizer, schedule
     if scheduler is not None and meta["scheduler"] is not None:
         scheduler.load_state_dict(meta["scheduler"])
     _restore_rng(tensors, meta["rng"])
-    return meta["progress"]
+    return meta["progress"], _join_state(meta.get("plugins", {}), tensors)

@@ -16,6 +16,7 @@ class EarlyStopping:
     best_value: float | None = None
     best_epoch: int | None = None
     epochs_without_improvement: int = 0
+    fallback_reason: str | None = None
 
     def update(self, value: float, epoch: int) -> bool:
         """Record one epoch's value; True when it is the new best."""
@@ -32,6 +33,10 @@ class EarlyStopping:
         else:
             self.epochs_without_improvement += 1
         return improved
+
+    def fall_back_to_loss(self, reason: str) -> None:
+        """Monitor validation loss from now on (the configured metric is undefined on this data)."""
+        self.monitor, self.mode, self.fallback_reason = "loss", "min", reason
 
     @property
     def should_stop(self) -> bool:

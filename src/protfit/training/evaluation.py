@@ -91,29 +91,55 @@ def evaluate(
 ) -> SplitOutputs:
     """Forward a whole split; length-bucketed batches are put back into the split's row order.
 
-    ``progress`` names a progress bar (stage, percent, elapsed, ETA); None shows none."""
+    With several processes each forwards its shard; outputs, per-sample losses and row indices are
+    gathered and de-duplicated by row (accelerate repeats a few samples to even out the last round),
+    so every process gets every row exactly once. ``progress`` names a progress bar; None shows none.
+    """
     model.eval()
-    outputs, indices = [], []
-    total_loss, samples = 0.0, 0
-    for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False, dynamic_ncols=True):
+    outputs, indices, losses = [], [], []
+    show = progress is not None and accelerator.is_main_process
+    for batch in tqdm(loader, desc=progress, disable=not show, leave=False, dynamic_ncols=True):
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
         with accelerator.autocast():
             logits = model(**model_inputs(batch))
         logits = logits.float()
         if "labels" in batch:
-            size = batch["index"].shape[0]
-            total_loss += criterion(logits, scaling.scale(batch["labels"])).item() * size
-            samples += size
+            losses.append(per_sample_loss(criterion, logits, scaling.scale(batch["labels"])).cpu().numpy())
         outputs.append(outputs_from_logits(logits.cpu(), problem_type))
         indices.append(batch["index"].cpu().numpy())
-    order = np.argsort(np.concatenate(indices), kind="stable")
-    stacked = np.concatenate(outputs)[order]
+    index = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+    stacked = np.concatenate(outputs) if outputs else np.zeros(0)
+    loss = np.concatenate(losses) if losses else None
+    if accelerator.num_processes > 1:
+        index, stacked, loss = _gather_unique(accelerator, index, stacked, loss)
+    order = np.argsort(index, kind="stable")
+    stacked = stacked[order]
     if problem_type == "regression":
         stacked = scaling.unscale(stacked)
     return SplitOutputs(
-        loss=total_loss / samples if samples else float("nan"),
+        loss=float(loss.mean()) if loss is not None and len(loss) else float("nan"),
         outputs=stacked,
     )
+
+
+def per_sample_loss(criterion: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The criterion's loss of each sample (B,): its mean over a batch is the criterion's value."""
+    if isinstance(criterion, nn.CrossEntropyLoss):
+        return nn.functional.cross_entropy(logits, labels, reduction="none")
+    if isinstance(criterion, nn.BCEWithLogitsLoss):
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(dim=-1)
+    return (logits.squeeze(-1) - labels) ** 2
+
+
+def _gather_unique(accelerator, index: np.ndarray, outputs: np.ndarray, loss: np.ndarray | None):
+    from accelerate.utils import gather_object
+
+    pieces = gather_object([(index, outputs, loss)])
+    index = np.concatenate([piece[0] for piece in pieces])
+    outputs = np.concatenate([piece[1] for piece in pieces])
+    _, first = np.unique(index, return_index=True)
+    loss = np.concatenate([piece[2] for piece in pieces])[first] if loss is not None else None
+    return index[first], outputs[first], loss
 
 
 def write_predictions(

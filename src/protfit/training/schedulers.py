@@ -21,52 +21,50 @@ from transformers import (
 )
 
 from protfit.config import ConfigError, SchedulerConfig
+from protfit.registry import SCHEDULERS
 
 ScheduleBuilder = Callable[[torch.optim.Optimizer, SchedulerConfig, int, int], LambdaLR]
-SCHEDULERS: dict[str, ScheduleBuilder] = {}
 
 
-def register_scheduler(name: str) -> Callable[[ScheduleBuilder], ScheduleBuilder]:
-    def decorator(builder: ScheduleBuilder) -> ScheduleBuilder:
-        SCHEDULERS[name] = builder
-        return builder
-
-    return decorator
-
-
-@register_scheduler("none")
+@SCHEDULERS.register("none", "the base learning rate throughout", uses=())
 def _no_schedule(optimizer, cfg, warmup, total):
     return LambdaLR(optimizer, lambda step: 1.0)
 
 
-@register_scheduler("constant")
+@SCHEDULERS.register("constant", "warm-up, then the base learning rate", uses=())
 def _constant(optimizer, cfg, warmup, total):
     return get_constant_schedule_with_warmup(optimizer, warmup)
 
 
-@register_scheduler("linear")
+@SCHEDULERS.register("linear", "warm-up, then linear decay to 0 at the last step", uses=())
 def _linear(optimizer, cfg, warmup, total):
     return get_linear_schedule_with_warmup(optimizer, warmup, total)
 
 
-@register_scheduler("cosine")
+@SCHEDULERS.register("cosine", "warm-up, then half a cosine to 0 at the last step", uses=())
 def _cosine(optimizer, cfg, warmup, total):
     return get_cosine_schedule_with_warmup(optimizer, warmup, total)
 
 
-@register_scheduler("cosine_with_restarts")
+@SCHEDULERS.register(
+    "cosine_with_restarts", "warm-up, then num_cycles cosines with hard restarts", uses=("num_cycles",)
+)
 def _cosine_restarts(optimizer, cfg, warmup, total):
     return get_cosine_with_hard_restarts_schedule_with_warmup(optimizer, warmup, total, cfg.num_cycles)
 
 
-@register_scheduler("polynomial")
+@SCHEDULERS.register(
+    "polynomial", "warm-up, then polynomial decay (power) to lr_end", uses=("power", "lr_end")
+)
 def _polynomial(optimizer, cfg, warmup, total):
     return get_polynomial_decay_schedule_with_warmup(
         optimizer, warmup, total, lr_end=cfg.lr_end, power=cfg.power
     )
 
 
-@register_scheduler("step")
+@SCHEDULERS.register(
+    "step", "warm-up, then multiply by gamma every step_size steps", uses=("step_size", "gamma")
+)
 def _step(optimizer, cfg, warmup, total):
     # transformers has no warm-up + step decay, and torch's StepLR cannot warm up: one lambda does both.
     def factor(step: int) -> float:
@@ -93,4 +91,4 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, tota
         raise ConfigError(
             f"train.scheduler: warm-up ({warmup} steps) must be shorter than the run ({total_steps} optimizer steps)"
         )
-    return SCHEDULERS[cfg.name](optimizer, cfg, warmup, total_steps)
+    return SCHEDULERS.get(cfg.name)(optimizer, cfg, warmup, total_steps)

@@ -1,0 +1,158 @@
+"""One generic registry for every pluggable component (timm's pattern).
+
+Methods, poolers, heads, schedulers, metrics, model families, aliases and training plug-ins
+(regularizers) each live in a :class:`Registry`. A component registers with one decorator::
+
+    @POOLERS.register("mean", "average of the residue states")
+    def mean_pooler(hidden_size, cfg): ...
+
+``protfit models``, the docs and the web UI list entries from here, and the config validates names
+against it at the edge (an unknown ``model.pooler`` is a config error before any backbone loads).
+
+Why the registries are declared here and not in the modules that fill them: each registry names the
+modules that hold its built-in entries and imports them on first use. So no module needs an import
+at its bottom for a side effect, nothing imports a layer above it to be registered, and ``import
+protfit.registry`` (what the config does) stays free of torch until a name is actually looked up.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(ValueError):
+    """An unknown name; the message lists the choices and the closest match."""
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    item: T
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind, filled by decorators in the modules listed in ``builtin_modules``."""
+
+    def __init__(self, kind: str, config_key: str, builtin_modules: Iterable[str] = ()) -> None:
+        self.kind = kind  # "pooler": used in messages
+        self.config_key = config_key  # "model.pooler": the config key that names an entry
+        self._modules = tuple(builtin_modules)
+        self._entries: dict[str, Entry[T]] = {}
+        self._loaded = False
+
+    def _load_builtins(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True  # set first: a module being imported may look itself up
+        for module in self._modules:
+            importlib.import_module(module)
+
+    def register(self, name: str, description: str = "", **options: Any) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("name", "one line", option=value)``."""
+
+        def decorator(item: T) -> T:
+            self.add(name, item, description or _first_line(item), **options)
+            return item
+
+        return decorator
+
+    def add(self, name: str, item: T, description: str = "", **options: Any) -> None:
+        if name in self._entries and self._entries[name].item is not item:
+            raise RegistryError(f"{self.kind} '{name}' is registered twice")
+        self._entries[name] = Entry(name, item, description, dict(options))
+
+    def setdefault(self, name: str, make: Callable[[], T], description: str = "") -> T:
+        """The entry ``name``, added from ``make()`` if absent (for entries built up by several
+        registrations, like a metric with one implementation per problem type)."""
+        if name not in self._entries:
+            self.add(name, make(), description)
+        return self._entries[name].item
+
+    def entry(self, name: str) -> Entry[T]:
+        self._load_builtins()
+        if name not in self._entries:
+            raise RegistryError(self.unknown_message(name))
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        return self.entry(name).item
+
+    def check(self, name: str) -> str:
+        """``name`` if registered, else a :class:`RegistryError` naming the config key and the choices."""
+        self.entry(name)
+        return name
+
+    def unknown_message(self, name: str) -> str:
+        choices = self.names()
+        close = difflib.get_close_matches(name, choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{self.config_key}: unknown {self.kind} '{name}'{hint}; choose from {', '.join(choices)}"
+
+    def names(self) -> list[str]:
+        self._load_builtins()
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry[T]]:
+        return [self._entries[name] for name in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        self._load_builtins()
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def describe(self) -> str:
+        """One line per entry: name and description (what `protfit models` and the docs print)."""
+        entries = self.entries()
+        width = max((len(entry.name) for entry in entries), default=0)
+        return "\n".join(f"  {entry.name:<{width}}  {entry.description}" for entry in entries)
+
+
+def _first_line(item: Any) -> str:
+    doc = getattr(item, "__doc__", None) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+# ---- the registries --------------------------------------------------------------------------------
+
+METHODS: Registry = Registry(
+    "training method",
+    "model.method",
+    ("protfit.models.methods", "protfit.models.peft_methods", "protfit.models.ses_adapter"),
+)
+POOLERS: Registry = Registry("pooler", "model.pooler", ("protfit.models.poolers",))
+HEADS: Registry = Registry("head", "model.head.type", ("protfit.models.heads",))
+SCHEDULERS: Registry = Registry("scheduler", "train.scheduler.name", ("protfit.training.schedulers",))
+METRICS: Registry = Registry("metric", "evaluation.metrics", ("protfit.metrics",))
+FAMILIES: Registry = Registry("model family", "model.family", ("protfit.models.backbone",))
+ALIASES: Registry = Registry(
+    "model alias", "model.name", ("protfit.models.aliases", "protfit.models.tiny", "protfit.models.antiberty")
+)
+# Training plug-ins built from the config (regularizers and other loop techniques); each registers a
+# builder ``(cfg) -> Plugin | None`` that returns None when its section leaves it off.
+PLUGINS: Registry = Registry("training plug-in", "train.plugins", ())
+
+
+def list_registries() -> dict[str, Registry]:
+    return {
+        "methods": METHODS,
+        "poolers": POOLERS,
+        "heads": HEADS,
+        "schedulers": SCHEDULERS,
+        "metrics": METRICS,
+        "families": FAMILIES,
+        "aliases": ALIASES,
+        "plugins": PLUGINS,
+    }

@@ -1,0 +1,228 @@
+"""`setup_run`: everything a run trains with, built in one place that every entry point calls.
+
+`protfit train`, the shuffled-label baseline, the LR range test and sweep trials all call
+:func:`setup_run` and get the same :class:`RunParts`; none of them copies this wiring. Nothing
+here writes to a run folder, so a setup can be built and thrown away (the LR range test does).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from torch import nn
+
+from protfit.config import RunConfig, TrainConfig, ignored_settings
+from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
+from protfit.data.loading import DatasetSplits, load_dataset_splits
+from protfit.models.embedding_cache import cached_loaders, uses_embedding_cache
+from protfit.models.methods import apply_method, check_method_requirements, model_statistics
+from protfit.models.protein_model import ProteinModel, build_model
+from protfit.plugins import Plugin, PluginList
+from protfit.registry import PLUGINS
+from protfit.training.evaluation import LabelScaling, loss_function
+from protfit.training.optim import build_optimizer, parameter_groups
+from protfit.training.schedulers import build_scheduler
+
+logger = logging.getLogger("protfit")
+
+
+@dataclass
+class RunParts:
+    """What a run trains with. ``model`` and ``optimizer`` are as prepared by ``accelerator``."""
+
+    cfg: RunConfig
+    splits: DatasetSplits
+    accelerator: Accelerator
+    model: nn.Module
+    loaders: dict[str, Any]
+    criterion: nn.Module
+    scaling: LabelScaling
+    plugins: PluginList
+    steps_per_epoch: list[int]
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    embedding_cache: dict[str, Any] | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.steps_per_epoch)
+
+    @property
+    def unwrapped_model(self) -> ProteinModel:
+        return self.accelerator.unwrap_model(self.model)
+
+
+def build_accelerator(cfg: TrainConfig) -> Accelerator:
+    """Refuse device / precision combinations that cannot work here, before any work is done.
+
+    Under ``accelerate launch`` / ``torchrun`` the process group comes from the environment
+    (one process per GPU, or gloo on CPU); a plain ``protfit train`` is one process.
+    """
+    has_cuda = torch.cuda.is_available()
+    if cfg.device == "cuda" and not has_cuda:
+        raise RuntimeError("train.device=cuda, but no CUDA GPU is visible; use train.device=auto or cpu")
+    use_cpu = cfg.device == "cpu" or not has_cuda
+    if cfg.mixed_precision == "fp16" and use_cpu:
+        raise RuntimeError("train.mixed_precision=fp16 needs a CUDA GPU; on CPU use no (default) or bf16")
+    # Some backbones hold parameters that a protein forward pass never touches (e.g. ESM's unused
+    # embeddings); DDP must be told, or it waits for their gradients forever.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=use_cpu, mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp])
+
+
+def bucket_sampler(loader: Any) -> Any:
+    """The LengthBucketSampler under a loader, also when accelerate wrapped it for sharding."""
+    sampler = loader.batch_sampler
+    while not hasattr(sampler, "set_epoch") and hasattr(sampler, "batch_sampler"):
+        sampler = sampler.batch_sampler
+    return sampler
+
+
+def optimizer_steps_per_epoch(loader: Any, epoch: int, accumulation: int, num_processes: int = 1) -> int:
+    """Optimizer steps of one epoch in each process: its share of the batches, grouped by accumulation.
+
+    accelerate gives every process ceil(batches / processes) batches (it pads the last round), so all
+    processes step together."""
+    sampler = bucket_sampler(loader)
+    sampler.set_epoch(epoch)
+    return math.ceil(math.ceil(len(sampler) / num_processes) / accumulation)
+
+
+def build_loaders(cfg: RunConfig, splits: DatasetSplits, model: ProteinModel) -> dict[str, Any]:
+    """Tokenized, length-bucketed loaders for each split; only the training one is shuffled."""
+    collator = ProteinCollator(model.backbone.pad_token_id, cfg.data.problem_type, splits.num_labels)
+    loaders = {}
+    for split in (splits.train, splits.validation, splits.test):
+        if split is None:
+            continue
+        dataset = EncodedDataset(
+            split.frame,
+            model.backbone.tokenize(split.frame["aa_seq"].tolist()),
+            cfg.data.problem_type,
+            splits.num_labels,
+            structure_inputs=cfg.model.structure_inputs,
+            source=split.source,
+        )
+        loaders[split.name] = build_dataloader(
+            dataset, cfg.data, shuffle=split.name == "train", seed=cfg.train.seed, collator=collator
+        )
+    return loaders
+
+
+def config_plugins(cfg: RunConfig) -> list[Plugin]:
+    """The plug-ins the config turns on: each PLUGINS entry builds one from the config, or None."""
+    plugins = []
+    for entry in PLUGINS.entries():
+        plugin = entry.item(cfg)
+        if plugin is not None:
+            plugins.append(plugin)
+    return plugins
+
+
+def setup_run(
+    cfg: RunConfig,
+    *,
+    splits: DatasetSplits | None = None,
+    plugins: list[Plugin] | None = None,
+    warn_ignored: bool = True,
+) -> RunParts:
+    """Data, model after the method, loaders (embedding cache included), optimizer, scheduler.
+
+    ``splits`` replaces the configured data (the shuffled-label baseline, cross-validation folds);
+    ``plugins`` are added after the ones the config and the method bring.
+    """
+    # Device and method checks first: a run that cannot work here (QLoRA on CPU, fp16 without a GPU)
+    # stops before any data or weights are read.
+    accelerator = build_accelerator(cfg.train)
+    check_method_requirements(cfg)
+    if warn_ignored:
+        for key, reason in ignored_settings(cfg):
+            logger.warning("%s is set but ignored: %s", key, reason)
+    if splits is None:
+        splits = load_dataset_splits(cfg.data)
+    # Seed right before the first random draw (head and pooler initialisation), so the same seed
+    # gives the same weights whatever was loaded before.
+    set_seed(cfg.train.seed)
+    # With several processes the main one builds or converts an alias's folder first (transformers
+    # writes model files from rank 0 only); the others then load the finished folder.
+    with accelerator.main_process_first():
+        model = build_model(cfg, splits.num_labels)
+    loaders = build_loaders(cfg, splits, model)
+
+    # The method needs the run's optimizer-step count (AdaLoRA's rank schedule), which needs the
+    # training loader: so loaders come before the method.
+    accumulation = cfg.train.gradient_accumulation_steps
+    processes = accelerator.num_processes
+    steps_per_epoch = [
+        optimizer_steps_per_epoch(loaders["train"], epoch, accumulation, processes)
+        for epoch in range(cfg.train.epochs)
+    ]
+    model = apply_method(model, cfg, sum(steps_per_epoch))
+    parts = RunParts(
+        cfg=cfg,
+        splits=splits,
+        accelerator=accelerator,
+        model=model,
+        loaders=loaders,
+        criterion=loss_function(cfg.data.problem_type),
+        scaling=LabelScaling.fit(splits.train.frame, cfg.data.problem_type),
+        plugins=PluginList([*config_plugins(cfg), *model.training_plugins, *(plugins or [])]),
+        steps_per_epoch=steps_per_epoch,
+    )
+    # Plug-ins adjust the model after the method (a method sets requires_grad wholesale; partial
+    # freezing, re-initialisation and dropout changes refine it) and before the cache decision.
+    parts.plugins.call("configure_model", parts)
+
+    if uses_embedding_cache(parts.model, cfg):
+        if parts.plugins.needs_backbone_forward:
+            names = [plugin.key for plugin in parts.plugins if plugin.needs_backbone_forward]
+            logger.warning(
+                "embedding cache off: %s change the backbone's inputs or weights during training, so "
+                "the frozen backbone runs on every batch",
+                ", ".join(names),
+            )
+        else:
+            # A frozen backbone's outputs never change: computed once (or read from disk), the pooler
+            # and head train on them without running the backbone again; same samplers, same batches.
+            parts.loaders, parts.embedding_cache = _cached_loaders(parts)
+    parts.stats = model_statistics(parts.model)
+
+    # Parameter groups, then the optimizer; plug-ins may wrap it (Lookahead) or replace it together
+    # with model and loader (DP-SGD); the scheduler is built last, on the optimizer that will step.
+    groups = parts.plugins.param_groups(parts, parameter_groups(parts.model, cfg.train))
+    parts.optimizer = build_optimizer(groups, cfg.train)
+    parts.plugins.call("configure_optimizer", parts)
+    parts.scheduler = build_scheduler(parts.optimizer, cfg.train.scheduler, parts.total_steps)
+    _prepare(parts)
+    return parts
+
+
+def _cached_loaders(parts: RunParts) -> tuple[dict[str, Any], dict[str, Any]]:
+    accelerator = parts.accelerator
+    # Several processes: the main one builds (or finds) the cache entry first, the others then read it.
+    if not accelerator.is_main_process:
+        accelerator.wait_for_everyone()
+    loaders, report = cached_loaders(parts.model, parts.cfg, parts.loaders, accelerator)
+    if accelerator.is_main_process:
+        accelerator.wait_for_everyone()
+    return loaders, report
+
+
+def _prepare(parts: RunParts) -> None:
+    """Hand model and optimizer (and, with several processes, the loaders) to accelerate.
+
+    The loaders are sharded only when there is more than one process: one process then keeps
+    protfit's own loader, whose batches (and so a resumed run) are exactly reproducible.
+    """
+    accelerator = parts.accelerator
+    parts.model, parts.optimizer = accelerator.prepare(parts.model, parts.optimizer)
+    if accelerator.num_processes > 1:
+        for name, loader in parts.loaders.items():
+            parts.loaders[name] = accelerator.prepare_data_loader(loader)
