@@ -136,7 +136,39 @@ def _sweep(args: argparse.Namespace) -> None:
     run_sweep(prepare_sweep(config, source))
 
 
+def _lr_find(args: argparse.Namespace) -> None:
+    from protfit.sweep.lr_find import SUGGESTION_RULES, RangeTestSettings, lr_find
+
+    settings = RangeTestSettings(args.start_lr, args.end_lr, args.num_steps, args.rule)
+    result, folder = lr_find(args.config, args.overrides, settings=settings, out_dir=args.output)
+    print(
+        f"range test {result.start_lr:.0e} -> {result.end_lr:.0e}: {len(result.learning_rates)} steps, {result.stopped}"
+    )
+    print(f"suggested learning rate: {result.suggestion:.3g}  ({SUGGESTION_RULES[result.rule]})")
+    print(f"curve: {folder / 'lr_find.csv'}  plot: {folder / 'lr_find.png'}")
+    print(f"use it: protfit train {args.config} train.learning_rate={result.suggestion:.3g}  (or =auto)")
+
+
 def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
+    lr = commands.add_parser(
+        "lr-find", help="learning-rate range test: loss over an exponential LR ramp, a suggested rate"
+    )
+    lr.add_argument("config", help="YAML run config (the run is built exactly as `protfit train` would)")
+    lr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.method=lora")
+    lr.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate (default 1e-7)")
+    lr.add_argument("--end-lr", type=float, default=1.0, help="last learning rate (default 1)")
+    lr.add_argument("--num-steps", type=int, default=100, help="mini-batches of the ramp (default 100)")
+    lr.add_argument(
+        "--rule",
+        choices=["steepest", "min_div_10"],
+        default="steepest",
+        help="steepest: steepest descent of the smoothed loss (default); min_div_10: minimum / 10",
+    )
+    lr.add_argument(
+        "-o", "--output", help="folder for lr_find.csv/.png/.json (default: output.dir/lr-find-...)"
+    )
+    lr.set_defaults(handler=_lr_find)
+
     sweep = commands.add_parser("sweep", help="hyper-parameter search (Optuna); every trial is a run folder")
     sweep.add_argument("sweep_file", nargs="?", metavar="SWEEP.yaml", help="sweep file (docs/sweeps.md)")
     sweep.add_argument("overrides", nargs="*", help="dotted overrides of the sweep file, e.g. n_trials=10")

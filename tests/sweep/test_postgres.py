@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_two_workers_share_one_study_and_run_exactly_n_trials(tmp_path, sweep_raw, base_config):
-    pytest.importorskip("psycopg", reason="pip install \"psycopg[binary]\"")
+    pytest.importorskip("psycopg", reason='pip install "psycopg[binary]"')
     study_name = f"protfit-test-{uuid.uuid4().hex[:8]}"
     n_trials = 6
     raw = sweep_raw(

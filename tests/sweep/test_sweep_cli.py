@@ -11,7 +11,16 @@ def test_preset_sweep_needs_no_hand_written_space(tmp_path, base_config, capsys)
     base = tmp_path / "run.yaml"
     base.write_text(yaml.safe_dump(base_config(epochs=1)))
     code = main(
-        ["sweep", "--preset", "quick", "--base", str(base), "n_trials=2", f"output.dir={tmp_path}", "output.name=s"]
+        [
+            "sweep",
+            "--preset",
+            "quick",
+            "--base",
+            str(base),
+            "n_trials=2",
+            f"output.dir={tmp_path}",
+            "output.name=s",
+        ]
     )
     assert code == 0
     output = capsys.readouterr().out

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import logging
 import math
 import random
 from collections.abc import Callable, Iterable
@@ -111,6 +112,22 @@ def suggest(
     return float(lrs[segment][int(np.argmin(gradient))])
 
 
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of what training can change: trainable parameters and all buffers (BatchNorm statistics).
+    A frozen backbone is not copied: nothing changes it, and it can be most of the memory."""
+    saved = {f"param:{name}": p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    saved.update({f"buffer:{name}": b.detach().clone() for name, b in model.named_buffers()})
+    return saved
+
+
+def _restore(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    tensors = {f"param:{name}": p for name, p in model.named_parameters()}
+    tensors.update({f"buffer:{name}": b for name, b in model.named_buffers()})
+    with torch.no_grad():
+        for key, value in saved.items():
+            tensors[key].copy_(value)
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -151,12 +168,15 @@ def range_test(
     rule: SuggestionRule = "steepest",
     max_grad_norm: float | None = None,
     backward: Callable[[torch.Tensor], None] | None = None,
+    base_lr: float | None = None,
 ) -> RangeTestResult:
     """Ramp the learning rate over mini-batches and suggest one; model, optimizer and RNG are restored.
 
     ``batch_loss(model, batch)`` returns the scalar training loss of one batch (the caller moves the
     batch to the device and applies any label scaling). ``backward`` replaces ``loss.backward()``
-    (e.g. ``accelerator.backward``).
+    (e.g. ``accelerator.backward``). With ``base_lr`` (the rate the optimizer was built with), a
+    parameter group whose own rate is k x base_lr gets k x the ramped rate; without it every group
+    gets the ramped rate.
     """
     if rule not in SUGGESTION_RULES:
         raise ValueError(f"unknown suggestion rule '{rule}'; choose from {sorted(SUGGESTION_RULES)}")
@@ -165,7 +185,10 @@ def range_test(
     if diverge_factor <= 1.0:
         raise ValueError(f"diverge_factor must be above 1 (got {diverge_factor})")
     schedule = ramp(start_lr, end_lr, num_steps)
-    saved_model = copy.deepcopy(model.state_dict())
+    # groups with a learning rate of their own (a separate head LR, layer-wise decay) keep their ratio
+    # to the base rate while the base rate ramps
+    ratios = [group["lr"] / base_lr if base_lr else 1.0 for group in optimizer.param_groups]
+    saved_model = _snapshot(model)
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
     saved_rng = _rng_state()
     was_training = model.training
@@ -177,8 +200,8 @@ def range_test(
         model.train()
         batches = _cycle(loader)
         for step, lr in enumerate(schedule, start=1):
-            for group in optimizer.param_groups:
-                group["lr"] = float(lr)
+            for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+                group["lr"] = float(lr) * ratio
             optimizer.zero_grad(set_to_none=True)
             loss = batch_loss(model, next(batches))
             value = float(loss.detach())
@@ -200,7 +223,7 @@ def range_test(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
     finally:
-        model.load_state_dict(saved_model)
+        _restore(model, saved_model)
         optimizer.load_state_dict(saved_optimizer)
         optimizer.zero_grad(set_to_none=True)
         _restore_rng_state(saved_rng)
@@ -268,3 +291,115 @@ def plot_curve(result: RangeTestResult, path: str | Path) -> Path:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+# ---- on a protfit run (setup_run): `protfit lr-find` and train.learning_rate=auto ----------------
+
+logger = logging.getLogger("protfit")
+# The rate the throw-away optimizer of train.learning_rate=auto is built with; only ratios between
+# parameter groups matter, the ramp sets the rate itself.
+PLACEHOLDER_LR = 1e-3
+
+
+@dataclass
+class RangeTestSettings:
+    start_lr: float = 1e-7
+    end_lr: float = 1.0
+    num_steps: int = 100
+    rule: SuggestionRule = "steepest"
+
+
+def run_range_test(
+    parts: Any, optimizer: torch.optim.Optimizer, base_lr: float, settings: RangeTestSettings
+) -> RangeTestResult:
+    """The range test on a built run: its model, training loader (the embedding cache with a frozen
+    backbone), task loss and label scaling, gradient clipping and precision."""
+    from protfit.training.evaluation import model_inputs
+
+    accelerator, cfg = parts.accelerator, parts.cfg
+
+    def batch_loss(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+        with accelerator.autocast():
+            logits = model(**model_inputs(batch))
+            return parts.criterion(logits, parts.scaling.scale(batch["labels"]))
+
+    result = range_test(
+        parts.model,
+        optimizer,
+        parts.loaders["train"],
+        batch_loss,
+        start_lr=settings.start_lr,
+        end_lr=settings.end_lr,
+        num_steps=settings.num_steps,
+        rule=settings.rule,
+        max_grad_norm=cfg.train.max_grad_norm,
+        backward=accelerator.backward,
+        base_lr=base_lr,
+    )
+    result.extra["method"] = cfg.model.method
+    result.extra["embedding_cache"] = parts.embedding_cache is not None
+    return result
+
+
+def resolve_auto_learning_rate(parts: Any, settings: RangeTestSettings | None = None) -> RangeTestResult:
+    """train.learning_rate=auto: run the range test on a throw-away optimizer, set the suggestion."""
+    from protfit.training.optim import build_optimizer, parameter_groups
+
+    cfg = parts.cfg
+    train_cfg = cfg.train.model_copy(update={"learning_rate": PLACEHOLDER_LR})
+    parts.model.to(parts.accelerator.device)
+    groups = parts.plugins.param_groups(parts, parameter_groups(parts.model, train_cfg))
+    result = run_range_test(
+        parts, build_optimizer(groups, train_cfg), PLACEHOLDER_LR, settings or RangeTestSettings()
+    )
+    cfg.train.learning_rate = result.suggestion
+    logger.info(
+        "train.learning_rate=auto: range test %.0e..%.0e over %d steps (%s) suggests %.3g (%s)",
+        result.start_lr,
+        result.end_lr,
+        len(result.learning_rates),
+        result.stopped,
+        result.suggestion,
+        SUGGESTION_RULES[result.rule],
+    )
+    return result
+
+
+def write_range_test(result: RangeTestResult, folder: str | Path) -> tuple[Path, Path]:
+    """lr_find.csv (the curve) and lr_find.png (the plot, suggestion marked) in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_curve_csv(result, folder / "lr_find.csv"), plot_curve(result, folder / "lr_find.png")
+
+
+def lr_find(
+    config: Any,
+    overrides: list[str] | None = None,
+    *,
+    settings: RangeTestSettings | None = None,
+    out_dir: str | Path | None = None,
+) -> tuple[RangeTestResult, Path]:
+    """`protfit lr-find`: build the run exactly as `protfit train` would, run the range test on it,
+    write the curve, plot and result to ``out_dir``; nothing is trained."""
+    from protfit.report.run_dir import default_run_name, write_json
+    from protfit.training.setup import setup_run
+    from protfit.training.train import resolve_config
+
+    cfg = resolve_config(config, overrides)
+    settings = settings or RangeTestSettings()
+    if not 0 < settings.start_lr < settings.end_lr:
+        raise ValueError(
+            f"the range test needs 0 < start_lr < end_lr (got {settings.start_lr}, {settings.end_lr})"
+        )
+    if settings.num_steps < 2:
+        raise ValueError(f"the range test needs at least 2 steps (got {settings.num_steps})")
+    if cfg.train.learning_rate == "auto":
+        # the run's own optimizer is built with a rate; the ramp replaces it anyway
+        cfg.train.learning_rate = PLACEHOLDER_LR
+    parts = setup_run(cfg)
+    result = run_range_test(parts, parts.optimizer, cfg.train.learning_rate, settings)
+    folder = Path(out_dir) if out_dir else Path(cfg.output.dir) / f"lr-find-{default_run_name(cfg)}"
+    write_range_test(result, folder)
+    write_json(folder / "lr_find.json", result.as_dict())
+    return result, folder

@@ -20,12 +20,14 @@ import torch
 
 from protfit.config import RunConfig
 from protfit.data.loading import load_dataset_splits
-from protfit.training.callbacks import Callback, TrainingState
+from protfit.plugins import Plugin, TrainingState
 from protfit.training.train import train
 
 
-class PruningReporter(Callback):
+class PruningReporter(Plugin):
     """Report the monitored validation value after every epoch; stop the run when Optuna prunes it."""
+
+    name = "sweep_pruning"
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
@@ -151,7 +153,7 @@ def run_trial(
                 cfg: RunConfig = build(overrides)
                 run_dirs.append(str(Path(overrides["output.dir"]) / overrides["output.name"]))
                 # pruning decisions come from the first run: a trial's reports must form one curve
-                result = train(cfg, callbacks=[reporter] if index == 0 else [])
+                result = train(cfg, plugins=[reporter] if index == 0 else [])
                 value = result.summary["best_val_metric"]
                 if value is None or not math.isfinite(value):
                     raise FloatingPointError(f"{sub or name}: the monitored validation value is {value}")

@@ -77,6 +77,10 @@ def train(
     logger.info("run folder: %s", run_dir)
     if parts.accelerator.is_main_process:
         write_run_files(parts, run_dir)
+        if parts.lr_find is not None:
+            from protfit.sweep.lr_find import write_range_test
+
+            write_range_test(parts.lr_find, run_dir)
 
     try:
         summary: dict[str, Any] = {"run_dir": str(run_dir), **fit(parts, run_dir, resume=resume)}
@@ -87,6 +91,8 @@ def train(
         )
         raise
     summary.update(model_stats=parts.stats, embedding_cache=parts.embedding_cache)
+    if parts.lr_find is not None:
+        summary["lr_find"] = parts.lr_find.as_dict()
     tested = test(parts, run_dir, summary["best_epoch"])
     summary.update(tested.summary)
 
