@@ -160,9 +160,10 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     lr.add_argument("--num-steps", type=int, default=100, help="mini-batches of the ramp (default 100)")
     lr.add_argument(
         "--rule",
-        choices=["steepest", "min_div_10"],
+        choices=["steepest", "min_div_10", "divergence_div_10"],
         default="steepest",
-        help="steepest: steepest descent of the smoothed loss (default); min_div_10: minimum / 10",
+        help="steepest: steepest descent of the smoothed loss (default); min_div_10: minimum / 10; "
+        "divergence_div_10: where it diverged / 10 (used automatically when the curve is flat)",
     )
     lr.add_argument(
         "-o", "--output", help="folder for lr_find.csv/.png/.json (default: output.dir/lr-find-...)"

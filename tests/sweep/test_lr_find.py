@@ -11,10 +11,12 @@ from protfit.sweep.lr_find import plot_curve, ramp, range_test, smooth, suggest,
 
 
 def regression_problem(seed: int = 0):
+    """A small MLP on a standardised linear target: a clear descent before divergence."""
     generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(256, 8, generator=generator)
-    targets = inputs @ torch.randn(8, 1, generator=generator) + 0.1 * torch.randn(256, 1, generator=generator)
-    batches = [(inputs[i : i + 16], targets[i : i + 16]) for i in range(0, 256, 16)]
+    inputs = torch.randn(512, 8, generator=generator)
+    targets = inputs @ torch.randn(8, 1, generator=generator)
+    targets = (targets - targets.mean()) / targets.std() + 0.1 * torch.randn(512, 1, generator=generator)
+    batches = [(inputs[i : i + 64], targets[i : i + 64]) for i in range(0, 512, 64)]
     torch.manual_seed(seed)
     model = torch.nn.Sequential(
         torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 1)
@@ -130,3 +132,26 @@ def test_bad_arguments_fail_before_any_step():
         range_test(model, optimizer, batches, batch_loss, rule="valley")
     with pytest.raises(ValueError, match="diverge_factor"):
         range_test(model, optimizer, batches, batch_loss, diverge_factor=1.0)
+
+
+def test_a_flat_noisy_curve_falls_back_to_the_divergence_rule():
+    from protfit.sweep.lr_find import significant_descent
+
+    rng = np.random.default_rng(0)
+    lrs = list(np.geomspace(1e-7, 1.0, 100))
+    tail = [2.0, 4.0, 8.0, 16.0, 32.0]
+    flat = [*(1.0 + 0.35 * rng.standard_normal(90)), *tail]
+    assert not significant_descent(flat, smooth(flat), 0.98, 10)
+    falling = [*(np.linspace(2.0, 0.5, 90) + 0.1 * rng.standard_normal(90)), *tail]
+    assert significant_descent(falling, smooth(falling), 0.98, 10)
+    # end to end: targets unrelated to the inputs leave nothing to learn, so the curve is flat noise
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randn(16, 8, generator=generator), torch.randn(16, 1, generator=generator)) for _ in range(8)
+    ]
+    model = torch.nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = range_test(model, optimizer, batches, batch_loss, start_lr=1e-7, end_lr=10.0, num_steps=100)
+    assert result.rule == "divergence_div_10" and result.extra["requested_rule"] == "steepest"
+    assert result.suggestion == pytest.approx(result.learning_rates[-1] / 10)
+    assert lrs[0] <= result.suggestion <= 10.0

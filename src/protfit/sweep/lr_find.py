@@ -11,7 +11,11 @@ Two suggestion rules are common:
 - ``steepest``: the learning rate where the smoothed loss falls fastest against log(lr), taken
   before the minimum (fastai's ``valley``/``steep`` family; davidtvs/pytorch-lr-finder);
 - ``min_div_10``: the learning rate at the minimum smoothed loss, divided by 10 (the fastai v1
-  rule of thumb: the minimum is already on the edge of divergence).
+  rule of thumb: the minimum is already on the edge of divergence);
+- ``divergence_div_10``: the rate where the ramp stopped (divergence) divided by 10 (Smith's upper
+  bound "where the loss starts to rise", with a safety factor). Chosen automatically, and named in
+  the result, when the smoothed loss never falls by more than its own noise: on small, noisy
+  training sets the curve stays flat until it diverges and its minimum is a noise dip.
 
 The model, the optimizer and the torch / numpy / python RNG states are restored afterwards, so a run
 that follows starts exactly as if the test never happened.
@@ -32,10 +36,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-SuggestionRule = Literal["steepest", "min_div_10"]
+SuggestionRule = Literal["steepest", "min_div_10", "divergence_div_10"]
 SUGGESTION_RULES: dict[str, str] = {
     "steepest": "steepest descent of the smoothed loss against log10(lr), before its minimum",
     "min_div_10": "learning rate at the minimum smoothed loss, divided by 10",
+    "divergence_div_10": "last learning rate of the ramp (where the loss diverged, or end_lr), divided "
+    "by 10; used instead of the others when the smoothed loss shows no descent beyond its noise",
 }
 
 
@@ -90,7 +96,7 @@ def smooth(losses: Iterable[float], beta: float = 0.98) -> list[float]:
 def suggest(
     learning_rates: list[float], smoothed: list[float], rule: SuggestionRule = "steepest", skip_start: int = 0
 ) -> float:
-    """The suggested learning rate from a (finite part of a) smoothed curve."""
+    """The suggested learning rate from a (finite part of a) smoothed curve, by ``rule``."""
     if rule not in SUGGESTION_RULES:
         raise ValueError(f"unknown suggestion rule '{rule}'; choose from {sorted(SUGGESTION_RULES)}")
     lrs = np.asarray(learning_rates, dtype=float)
@@ -99,17 +105,56 @@ def suggest(
     lrs, losses = lrs[finite], losses[finite]
     if len(lrs) == 0:
         raise ValueError("the range test recorded no finite loss; lower start_lr")
+    if rule == "divergence_div_10":
+        return float(max(learning_rates[-1] / 10, lrs[0]))
     # the first smoothed points average only a few batches: they are noise, not the curve's shape
     skip = min(skip_start, len(lrs) - 1)
     minimum = skip + int(np.argmin(losses[skip:]))
     if rule == "min_div_10":
         return float(max(lrs[minimum] / 10, lrs[0]))
     # the steepest descent before the minimum: past it the curve is rising towards divergence
-    segment = slice(skip, minimum + 1)
     if minimum - skip < 2:
         return float(lrs[minimum])
-    gradient = np.gradient(losses[segment], np.log10(lrs[segment]))
-    return float(lrs[segment][int(np.argmin(gradient))])
+    # slope over a window of ~1/20 of the ramp: step-to-step wiggles of the smoothed curve divided by
+    # a tiny log-lr step look steeper than the real descent
+    window = max(1, round(len(lrs) / 20))
+    log_lrs = np.log10(lrs)
+    best, steepest = None, math.inf
+    for index in range(skip, minimum + 1):
+        low, high = max(skip, index - window), min(minimum, index + window)
+        if high == low:
+            continue
+        slope = (losses[high] - losses[low]) / (log_lrs[high] - log_lrs[low])
+        if slope < steepest:
+            best, steepest = index, slope
+    return float(lrs[best if best is not None else minimum])
+
+
+def significant_descent(losses: list[float], smoothed: list[float], beta: float, skip_start: int) -> bool:
+    """Does the smoothed loss fall below its early level by more than 3 sd of the noise?
+
+    On a small or noisy training set the curve can stay flat until it diverges; its minimum is then a
+    noise dip, and both the steepest-descent and the minimum rules would point at it. The sd of an
+    EMA of independent noise is sd(raw) * sqrt((1 - beta) / (1 + beta)); the raw spread is taken
+    (robustly, median absolute deviation) over the curve before it diverges. 3 sd rather than 2:
+    the minimum of ~100 correlated smoothed points is itself ~2 sd below their mean.
+    """
+    raw, curve = np.asarray(losses, dtype=float), np.asarray(smoothed, dtype=float)
+    finite = np.isfinite(raw) & np.isfinite(curve)
+    raw, curve = raw[finite], curve[finite]
+    skip = min(skip_start, len(curve) - 1)
+    minimum = skip + int(np.argmin(curve[skip:]))
+    if minimum - skip < 3:
+        return False
+    below = np.nonzero(curve[skip:] <= 1.25 * curve[minimum])[0]
+    end = skip + int(below.max()) + 1
+    residuals = raw[skip:end] - curve[skip:end]
+    spread = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+    # the early level: the mean raw loss over the first fifth of the ramp (a bias-corrected EMA of a
+    # few points is far noisier than the steady-state EMA, so it is not the reference)
+    early = raw[skip : skip + max(3, len(raw) // 5)]
+    noise = math.hypot(spread * math.sqrt((1 - beta) / (1 + beta)), spread / math.sqrt(len(early)))
+    return float(curve[minimum]) < float(early.mean()) - 3 * noise
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -228,17 +273,22 @@ def range_test(
         optimizer.zero_grad(set_to_none=True)
         _restore_rng_state(saved_rng)
         model.train(was_training)
-    suggestion = suggest(lrs, smoothed, rule, skip_start=max(1, len(lrs) // 10))
+    skip = max(1, len(lrs) // 10)
+    used: SuggestionRule = rule
+    if rule != "divergence_div_10" and not significant_descent(losses, smoothed, beta, skip):
+        used = "divergence_div_10"
+    suggestion = suggest(lrs, smoothed, used, skip_start=skip)
     return RangeTestResult(
         learning_rates=lrs,
         losses=losses,
         smoothed_losses=smoothed,
         suggestion=suggestion,
-        rule=rule,
+        rule=used,
         stopped=stopped,
         start_lr=start_lr,
         end_lr=end_lr,
         num_steps=num_steps,
+        extra={"requested_rule": rule} if used != rule else {},
     )
 
 
