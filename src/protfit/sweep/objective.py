@@ -7,6 +7,7 @@ fix it too early).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import statistics
@@ -21,6 +22,7 @@ import torch
 from protfit.config import RunConfig
 from protfit.data.loading import load_dataset_splits
 from protfit.plugins import Plugin, TrainingState
+from protfit.report.plots import plot_history
 from protfit.training.train import train
 
 
@@ -42,6 +44,11 @@ class PruningReporter(Plugin):
             return  # Optuna refuses NaN reports; the run's own divergence check stops it
         self.trial.report(float(value), self.last_epoch)
         if self.trial.should_prune():
+            # the recipe redraws its curves only every few seconds: bring them up to date first
+            history = Path(state.run_dir) / "history.jsonl"
+            if history.is_file():
+                records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+                plot_history(records, state.config.metric_names, Path(state.run_dir))
             raise optuna.TrialPruned(f"pruned after epoch {self.last_epoch} ({monitor} {value:.4f})")
 
 
