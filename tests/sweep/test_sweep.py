@@ -147,3 +147,10 @@ def test_a_new_sweep_into_an_existing_folder_is_refused(tmp_path, make_sweep):
     run_sweep(make_sweep(tmp_path, n_trials=1))
     with pytest.raises(FileExistsError, match="--resume"):
         run_sweep(make_sweep(tmp_path, n_trials=1))
+
+
+def test_timeout_leaves_the_rest_for_resume(tmp_path, make_sweep):
+    result = run_sweep(make_sweep(tmp_path, n_trials=2, timeout=0.001))
+    assert counts(result.study)["waiting"] == 2 and counts(result.study)["complete"] == 0
+    resumed = run_sweep(open_sweep_folder(result.folder, ["timeout=null"]), resume=True)
+    assert counts(resumed.study)["complete"] == 2 and len(resumed.study.get_trials()) == 2
