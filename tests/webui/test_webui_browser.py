@@ -206,6 +206,29 @@ def test_cli_runs_appear_and_their_settings_load(page, server) -> None:
     expect(field(page, "model.method")).to_have_value("full")
 
 
+def test_lr_finder_suggests_a_rate_for_the_train_tab(page, shots: Path) -> None:
+    page.get_by_role("tab", name="LR finder / Tune").click()
+    set_number(page, "steps", 20)
+    page.get_by_role("button", name="Run LR finder").click()
+    expect(page.get_by_text("✓ suggested learning rate")).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(page.get_by_role("img", name="loss vs learning rate").or_(page.locator("img[src*='lr_find']")).first).to_be_visible()
+    page.get_by_role("button", name="Use the suggested learning rate on the Train tab").click()
+    page.get_by_role("tab", name="Train").click()
+    expect(field(page, "train.learning_rate")).not_to_have_value("0.001")
+    set_number(page, "train.learning_rate", 0.003)
+
+
+def test_three_trial_tune(page, server, shots: Path) -> None:
+    page.get_by_role("tab", name="LR finder / Tune").click()
+    set_number(page, "trials (budget)", 3)
+    page.get_by_role("button", name="Start sweep").click()
+    expect(page.get_by_text("✓ finished")).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(page.get_by_text("3 complete, 0 pruned").or_(page.get_by_text(re.compile(r"\d complete, \d pruned, 0 failed"))).first).to_be_visible()
+    page.screenshot(path=shots / "webui-tune.png", full_page=False)
+    sweep = next((server[1] / "sweeps").iterdir())
+    assert len(list((sweep / "trials").glob("trial-*/"))) == 3
+
+
 def test_predict_from_pasted_sequences(page, server, shots: Path) -> None:
     finished = [path for path in (server[1] / "runs").iterdir() if (path / "summary.json").is_file()]
     page.get_by_role("tab", name="Predict").click()

@@ -12,6 +12,7 @@ import gradio as gr
 from protfit.webui.jobs import JobRegistry
 from protfit.webui.predict_tab import PredictTab
 from protfit.webui.train_tab import TrainTab
+from protfit.webui.tune_tab import TuneTab
 from protfit.webui.workspace import Workspace
 
 logger = logging.getLogger("protfit")
@@ -28,6 +29,10 @@ def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Block
             with gr.Tab("Train", id="train"):
                 train = TrainTab(workspace, jobs)
                 train.render()
+            with gr.Tab("LR finder / Tune", id="tune"):
+                TuneTab(workspace, jobs, train).render(
+                    train.inputs, train.form.widgets["train.learning_rate"]
+                )
             with gr.Tab("Predict", id="predict") as predict_tab:
                 predict = PredictTab(workspace)
                 predict.render()

@@ -7,6 +7,8 @@ run started from the UI is a plain CLI run in ``runs/`` and a CLI run there show
     runs/         run folders (output.dir of every UI run)
     configs/      the YAML of each UI run (what `protfit train` was given) and its log
     predictions/  CSVs written by the Predict tab
+    lr-find/      `protfit lr-find` outputs
+    sweeps/       `protfit sweep` folders
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from protfit.data.loading import FORMATS, SPLIT_STEMS
 
 RUNS, DATASETS, CONFIGS, PREDICTIONS = "runs", "datasets", "configs", "predictions"
+SWEEPS, LR_FIND = "sweeps", "lr-find"
 
 
 class WorkspaceError(ValueError):
@@ -36,7 +39,7 @@ def unique_name(prefix: str) -> str:
 class Workspace:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
-        for folder in (RUNS, DATASETS, CONFIGS, PREDICTIONS):
+        for folder in (RUNS, DATASETS, CONFIGS, PREDICTIONS, SWEEPS, LR_FIND):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
 
     def resolve(self, relative: str | Path, *, must_exist: bool = False) -> Path:
@@ -92,6 +95,17 @@ class Workspace:
             except WorkspaceError:
                 continue
         return [name for _, name in sorted(folders, reverse=True)]
+
+    def sweeps(self) -> list[str]:
+        """Sweep folders in ``sweeps/`` (newest first)."""
+        found = []
+        for folder in (self.root / SWEEPS).iterdir():
+            if (folder / "sweep.yaml").is_file():
+                try:
+                    found.append((folder.stat().st_mtime, self.relative(folder)))
+                except WorkspaceError:
+                    continue
+        return [name for _, name in sorted(found, reverse=True)]
 
     def new_folder(self, parent: str, prefix: str) -> Path:
         """A fresh, uniquely named folder under ``parent`` (created atomically: never shared)."""
