@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     # at 48 sequences it is one batch, i.e. random order) and for protfit's buckets to fill.
     parser.add_argument("--sequences", type=int, default=320, help="deeploc training sequences per run")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--no-lora", action="store_true", help="skip the LoRA row (saves one long run)")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -421,7 +422,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     from protfit.models.methods import METHODS
 
-    if "lora" in METHODS:
+    if "lora" in METHODS and not args.no_lora:
         print("(a) LoRA", flush=True)
         report["lora"] = run_phase(
             "protfit", {**common, "method": "lora", "name": "protfit-lora"}, workdir, threads
@@ -496,7 +497,9 @@ def write_report(report: dict[str, Any], path: Path, args: argparse.Namespace) -
         MARK_START,
         f"Measured {time.strftime('%Y-%m-%d')} by `python bench/performance.py"
         + (f" --threads {args.threads}" if args.threads else "")
-        + f" --repeats {args.repeats} --sequences {args.sequences}` in {report['total_minutes']:.1f} min.",
+        + f" --repeats {args.repeats} --sequences {args.sequences}"
+        + (" --no-lora" if args.no_lora else "")
+        + f"` in {report['total_minutes']:.1f} min.",
         "",
         f"Machine: {machine_info['cpu']}, {machine_info['cores']} cores, {threads} torch thread(s) per run; "
         f"torch {machine_info['torch']}, transformers {machine_info['transformers']}, "
@@ -554,7 +557,7 @@ def write_report(report: dict[str, Any], path: Path, args: argparse.Namespace) -
     if "lora" in report:
         lines.append(row("protfit `lora` (r=8; 4·P·T FLOPs)", [report["lora"]], linear_factor=4))
     else:
-        lines.append("| protfit `lora` | not registered in this checkout: skipped | | | | | |")
+        lines.append("| protfit `lora` | skipped (`--no-lora`, or not registered) | | | | | |")
     short = report["short"]
     lines.append(
         row(f"protfit `full`, short sequences (≤128 tokens, batch 16, {len(short['lengths'])} seqs)", [short])
