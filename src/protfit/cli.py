@@ -93,6 +93,36 @@ def _models(args: argparse.Namespace) -> None:
     print(format_model_catalog())
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from protfit.report.compare import (
+        compare_runs,
+        default_output_dir,
+        markdown_table,
+        recommendation_yaml,
+        terminal_table,
+        write_outputs,
+    )
+
+    comparison = compare_runs(args.runs)
+    if args.format == "markdown":
+        print(markdown_table(comparison))
+    elif args.format == "csv":
+        from protfit.report.compare import csv_frame
+
+        print(csv_frame(comparison).to_csv(index=False), end="")
+    else:
+        print(terminal_table(comparison))
+    out_dir = Path(args.output) if args.output else default_output_dir(comparison, args.runs)
+    written = write_outputs(comparison, out_dir)
+    print(f"written: {', '.join(str(path) for path in written.values())}", file=sys.stderr)
+    if args.recommend:
+        if comparison.recommended is None:
+            print("no run has a validation value: nothing to recommend")
+            return
+        print()
+        print(recommendation_yaml(comparison), end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="protfit", description="Fine-tune protein language models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -150,6 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list model families and aliases, and what works offline")
     models.set_defaults(handler=_models)
+
+    compare = commands.add_parser(
+        "compare",
+        help="table of runs (or a sweep's trials): settings that differ, validation, gap, verdict, stars",
+    )
+    compare.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR", help="run folders, a sweep folder, or a folder of runs"
+    )
+    compare.add_argument(
+        "--recommend", action="store_true", help="print the recommended config as YAML and the reason"
+    )
+    compare.add_argument(
+        "--format",
+        choices=["table", "markdown", "csv"],
+        default="table",
+        help="what to print (default: table)",
+    )
+    compare.add_argument(
+        "-o",
+        "--output",
+        help="folder for compare.md/.csv/.html and recommended.yaml (default: SWEEP_DIR/compare, or compare/ beside the runs)",
+    )
+    compare.set_defaults(handler=_compare)
     return parser
 
 
