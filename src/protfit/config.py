@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, Registry, RegistryError
+from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, TRACKERS, Registry, RegistryError
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 
@@ -293,6 +293,17 @@ class OutputConfig(_Section):
     dir: str = "runs"
     name: str | None = Field(None, description="Run folder name; None: <model>-<method>-<timestamp>")
     overwrite: bool = Field(False, description="Allow writing into an existing run folder")
+    trackers: list[str] = Field(
+        default_factory=list,
+        description="Experiment trackers to log to: any of tensorboard, wandb, mlflow (docs/compare.md)",
+    )
+
+    @field_validator("trackers")
+    @classmethod
+    def _known_trackers(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"output.trackers names a tracker twice: {names}")
+        return [_registered(TRACKERS, name) for name in names]
 
 
 class RunConfig(_Section):

@@ -31,6 +31,7 @@ from protfit.report.baselines import BaselineResult, fit_sanity_baselines
 from protfit.report.confidence import metrics_with_intervals
 from protfit.report.run_dir import CONFIG_FILE, create_run_dir, write_json
 from protfit.report.summary import report
+from protfit.report.trackers import check_trackers, close_trackers
 from protfit.training.checkpoint import load_model_state
 from protfit.training.evaluation import evaluate, write_predictions
 from protfit.training.loop import fit
@@ -71,6 +72,7 @@ def train(
         cfg = load_config(run_dir / CONFIG_FILE, overrides)
     else:
         cfg, run_dir = resolve_config(config, overrides), None
+    check_trackers(cfg)  # a tracker whose package is missing stops the run before any work
 
     parts = setup_run(cfg, plugins=plugins, warn_ignored=not resume)
     run_dir = _shared_run_dir(parts, run_dir)
@@ -108,6 +110,7 @@ def train(
     summary["wall_time_s"] = round(time.perf_counter() - started, 2)
     if parts.accelerator.is_main_process:
         report(cfg, summary, baselines, run_dir, tested.outputs, tested.targets)
+        close_trackers(parts.plugins, summary)  # final test metrics and diagnostics, then close
     return RunResult(run_dir=run_dir, summary=summary)
 
 
