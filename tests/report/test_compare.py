@@ -272,3 +272,28 @@ def test_html_report_is_self_contained_and_links_its_plots(tuning_log: Path, tmp
         yaml.safe_load((tmp_path / "report" / "recommended.yaml").read_text())["model"]["head"]["dropout"]
         == 0.8
     )
+
+
+def test_sweep_with_an_optuna_study_gets_optuna_plots(tmp_path: Path) -> None:
+    optuna = pytest.importorskip("optuna")
+    sweep = tmp_path / "sweep"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump({"study": {"name": "demo", "storage": None}}))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="demo", storage=f"sqlite:///{sweep / 'study.db'}", direction="maximize"
+    )
+    for index, (dropout, value) in enumerate([(0.1, 0.5), (0.3, 0.6), (0.5, 0.65), (0.7, 0.55)]):
+        trial = study.ask()
+        trial.suggest_float("model.head.dropout", 0.0, 0.9)
+        trial.suggest_float("train.learning_rate", 1e-4, 1e-2, log=True)
+        study.tell(trial, value)
+        make_run(
+            sweep / "trials", f"trial-{index:04d}", dropout=dropout, val=[value], train=[0.8], verdict="none"
+        )
+    written = write_outputs(compare_runs([sweep]), tmp_path / "out")
+    page = _Images()
+    page.feed(written["html"].read_text())
+    text = written["html"].read_text()
+    assert "Parameter importance (Optuna" in text and "Parallel coordinates (Optuna)" in text
+    assert len(page.images) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,17 @@ def test_each_tracker_writes_its_files(tmp_path: Path, monkeypatch: pytest.Monke
     # W&B offline: a run folder with its .wandb log
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     assert list(offline.glob("run-*.wandb"))
-    assert (run_dir / "trackers.json").is_file()
+    saved = json.loads((run_dir / "trackers.json").read_text())
+    assert saved["wandb"] in offline.name and saved["mlflow"] == run.info.run_id
+
+    # resumed for a second epoch: the same MLflow and W&B runs continue, TensorBoard gets steps 5-8
+    train(None, ["train.epochs=2"], resume_from=run_dir)
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch.val_loss")] == [4, 8]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("train/step_loss")] == list(range(1, 9))
+    assert all(saved["wandb"] in folder.name for folder in (run_dir / "wandb").glob("offline-run-*"))
 
 
 def test_unknown_or_missing_tracker_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

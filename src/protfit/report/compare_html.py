@@ -182,9 +182,16 @@ def optuna_plots(sweep_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
         study = optuna.load_study(study_name=name, storage=storage)
     except Exception as error:  # a study file written by something else
         return [], [f"{study_file}: could not open the Optuna study ({error})"]
+    from functools import partial
+
+    from optuna.importance import FanovaImportanceEvaluator
+
     plots = []
+    importances = partial(
+        optuna_matplotlib.plot_param_importances, evaluator=FanovaImportanceEvaluator(seed=0)
+    )
     for title, function in (
-        ("Parameter importance (Optuna, fANOVA)", optuna_matplotlib.plot_param_importances),
+        ("Parameter importance (Optuna, fANOVA)", importances),
         ("Parallel coordinates (Optuna)", optuna_matplotlib.plot_parallel_coordinate),
     ):
         try:
