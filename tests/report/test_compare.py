@@ -193,6 +193,16 @@ def test_mixed_tasks_are_refused(tmp_path: Path) -> None:
     ):
         compare_runs([a, b])
     assert main(["compare", str(a), str(b)]) == 2
+    # the same task where one config leaves the label count to inference: compared
+    c = make_run(tmp_path, "inferred", dropout=0.2, val=[0.6], train=[0.8], verdict="none")
+    raw = yaml.safe_load((c / "config.yaml").read_text())
+    raw["data"]["num_labels"] = None
+    (c / "config.yaml").write_text(yaml.safe_dump(raw))
+    (c / "model_meta.json").write_text(json.dumps({"num_labels": 3}))
+    assert [row.name for row in compare_runs([a, c]).rows] == ["inferred", "classify"]
+    (c / "model_meta.json").write_text(json.dumps({"num_labels": 4}))
+    with pytest.raises(CompareError, match="num_labels 4, monitor accuracy: inferred"):
+        compare_runs([a, c])
 
 
 def test_old_runs_without_diagnostics_say_na_and_use_the_loss_gap(tmp_path: Path) -> None:

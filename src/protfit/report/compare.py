@@ -372,7 +372,14 @@ def check_same_task(rows: list[RunRow]) -> None:
     """Refuse runs of different problem types, label counts or monitored metrics, naming them."""
 
     def task(row: RunRow) -> tuple[Any, ...]:
-        return (row.problem_type, row.config["data"].get("num_labels"), row.monitor)
+        # the label count the run trained with (model_meta.json), also when the config left it to inference
+        meta = row.run_dir / "model_meta.json"
+        labels = json.loads(meta.read_text()).get("num_labels") if meta.is_file() else None
+        if labels is None:
+            labels = row.config["data"].get("num_labels")
+        if row.problem_type == "regression":
+            labels = 1
+        return (row.problem_type, labels, row.monitor)
 
     groups: dict[tuple[Any, ...], list[str]] = {}
     for row in rows:
