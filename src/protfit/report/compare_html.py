@@ -117,7 +117,7 @@ def parallel_coordinates(comparison: Comparison) -> str | None:
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
             numbers = [float(v) for v in raw]
             span = f"{min(numbers):.3g} – {max(numbers):.3g}"
-            if all(v > 0 for v in numbers) and max(numbers) / min(numbers) > 20:
+            if all(v > 0 for v in numbers) and max(numbers) / min(numbers) > 100:
                 numbers = [math.log10(v) for v in numbers]  # learning rates, weight decays: log axis
                 span += " (log)"
             axes_values.append(numbers)
@@ -140,7 +140,8 @@ def parallel_coordinates(comparison: Comparison) -> str | None:
         axis.plot(
             range(len(names)), [column[index] for column in scaled], color=colours(score[index]), alpha=0.8
         )
-        axis.text(len(names) - 1 + 0.05, scaled[-1][index], row.name, fontsize=7, va="center")
+        if index < 5:  # the five best are named; more labels would overlap
+            axis.text(len(names) - 1 + 0.05, scaled[-1][index], row.name, fontsize=7, va="center")
     ranges = []
     for values, labels in zip(axes_values, tick_labels, strict=True):
         ranges.append(" / ".join(labels) if labels else f"{min(values):.4g} – {max(values):.4g}")
@@ -195,7 +196,8 @@ def optuna_plots(sweep_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
         ("Parallel coordinates (Optuna)", optuna_matplotlib.plot_parallel_coordinate),
     ):
         try:
-            with warnings.catch_warnings():
+            # Optuna's plots switch the global matplotlib style: keep that inside this block
+            with warnings.catch_warnings(), matplotlib.rc_context():
                 warnings.simplefilter("ignore")
                 axis = function(study)
             figure = axis.figure if hasattr(axis, "figure") else axis.flat[0].figure
