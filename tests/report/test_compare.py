@@ -307,3 +307,13 @@ def test_sweep_with_an_optuna_study_gets_optuna_plots(tmp_path: Path) -> None:
     text = written["html"].read_text()
     assert "Parameter importance (Optuna" in text and "Parallel coordinates (Optuna)" in text
     assert len(page.images) == 5
+
+
+def test_a_run_that_fell_back_to_loss_is_compared_on_the_configured_metric(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", dropout=0.1, val=[0.5, 0.6], train=[0.8, 0.8], verdict="none")
+    b = make_run(tmp_path, "b", dropout=0.2, val=[0.7, 0.55], train=[0.8, 0.8], verdict="none")
+    summary = json.loads((b / "summary.json").read_text())
+    summary.update(monitor="loss", monitor_mode="min", best_epoch=2, best_val_metric=0.9)
+    (b / "summary.json").write_text(json.dumps(summary))
+    rows = compare_runs([a, b]).rows
+    assert [(row.name, row.best_epoch, row.best_val) for row in rows] == [("b", 1, 0.7), ("a", 2, 0.6)]

@@ -181,8 +181,10 @@ def load_run(name: str, run_dir: Path) -> RunRow:
     history = _read_history(run_dir)
     if not history and summary:
         history = list(summary.get("history") or [])
-    monitor = (summary or {}).get("monitor") or _monitor_of(config)
-    mode = (summary or {}).get("monitor_mode") or _mode_of(monitor)
+    # the configured monitor: a run whose metric was undefined (nan) selected by loss instead, and
+    # its summary says "loss"; it is still compared on the configured metric, from its history
+    monitor = _monitor_of(config)
+    mode = _mode_of(monitor)
     row = RunRow(
         name=name,
         run_dir=run_dir,
@@ -221,13 +223,13 @@ def best_record(row: RunRow) -> dict[str, Any] | None:
 
 def _fill_best_epoch(row: RunRow) -> None:
     summary = row.summary or {}
-    if summary.get("best_epoch") is not None:
+    if summary.get("best_epoch") is not None and summary.get("monitor") in (None, row.monitor):
         row.best_epoch = int(summary["best_epoch"])
         row.best_val = _number(summary.get("best_val_metric"))
         if row.best_val is None and (record := best_record(row)):
             row.best_val = _number(record.get(_val_key(row.monitor)))
         return
-    # an unfinished run (pruned trial): its best epoch from the history, as early stopping picks it
+    # an unfinished run (pruned trial) or one that fell back to loss: the best epoch from the history
     key = _val_key(row.monitor)
     scored = [(r["epoch"], _number(r.get(key))) for r in row.history]
     scored = [(epoch, value) for epoch, value in scored if value is not None]
@@ -744,4 +746,5 @@ def default_output_dir(comparison: Comparison, paths: list[str | Path]) -> Path:
     import os
 
     parents = [str(row.run_dir.resolve().parent) for row in comparison.rows]
-    return Path(os.path.commonpath(parents)) / "compare"
+    common = Path(os.path.commonpath(parents))
+    return (common if common != Path(common.anchor) else Path.cwd()) / "compare"
