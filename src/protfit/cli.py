@@ -10,12 +10,14 @@ from pathlib import Path
 
 from protfit.config import ConfigError
 
+# Expected failures: one line and exit code 2 (`-v` shows the traceback). OSError covers missing
+# files, existing folders and permissions; FloatingPointError is a diverging loss.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
-    FileNotFoundError,
-    FileExistsError,
+    OSError,
     RuntimeError,
     ValueError,
+    FloatingPointError,
 )
 
 
@@ -34,14 +36,48 @@ def _launch_processes(argv: list[str], processes: int) -> int:
     return subprocess.call([*command, "-m", "protfit", *argv], env=env)
 
 
-def _train(args: argparse.Namespace) -> None:
-    from protfit.training.train import train
+def _describe(error: BaseException) -> str:
+    """An OSError raised by the system reads `[Errno 17] File exists: 'x'`; say it in words with the path."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        target = str(error.filename) + (f" -> {error.filename2}" if error.filename2 is not None else "")
+        hint = (
+            " (check the folder's permissions, or choose another folder)"
+            if isinstance(error, PermissionError)
+            else ""
+        )
+        return f"{target}: {error.strerror.lower()}{hint}"
+    return str(error)
 
+
+def _check_before_training(args: argparse.Namespace) -> None:
+    """Everything that can be refused in a second is refused before data or models load, and before
+    a run folder exists: an unknown model name, an output folder that cannot be written."""
+    from protfit.config import load_config
+    from protfit.models.backbone import resolve_model_or_fail
+    from protfit.report.run_dir import CONFIG_FILE, ensure_writable
+
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        if not (run_dir / CONFIG_FILE).is_file():
+            return  # train() says it is not a run folder
+        ensure_writable(run_dir, "run folder")
+        ensure_writable(run_dir / "checkpoints", "checkpoint folder")
+        cfg = load_config(run_dir / CONFIG_FILE, args.overrides)
+    else:
+        cfg = load_config(args.config, args.overrides)
+        ensure_writable(cfg.output.dir, "output.dir")
+    resolve_model_or_fail(cfg.model.name)
+
+
+def _train(args: argparse.Namespace) -> None:
     if args.resume is None and args.config is None:
         raise ConfigError("give a CONFIG.yaml to train, or --resume RUN_DIR to continue a run")
     if args.resume is not None and args.config is not None:
         # `protfit train --resume RUN_DIR key=value`: the first positional is an override, not a file
         args.overrides.insert(0, args.config)
+    _check_before_training(args)
+    from protfit.training.train import train
+
     train(args.config if args.resume is None else None, args.overrides, resume_from=args.resume)
 
 
@@ -49,7 +85,12 @@ def _eval(args: argparse.Namespace) -> None:
     from protfit.data.loading import load_dataset_splits
     from protfit.inference import load, read_labelled
     from protfit.report.confidence import format_with_interval
+    from protfit.report.run_dir import ensure_output_folder
 
+    if args.output:
+        ensure_output_folder(args.output, "-o")
+    else:
+        ensure_output_folder(Path(args.run_dir) / "eval", "eval folder")
     model = load(args.run_dir)
     if args.data is not None:
         frame, label = read_labelled(model, args.data), Path(args.data).stem
@@ -71,7 +112,9 @@ def _eval(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from protfit.data.loading import read_sequences
     from protfit.inference import load
+    from protfit.report.run_dir import ensure_output_file
 
+    ensure_output_file(args.output, "-o")  # before minutes of predicting, not after
     model = load(args.run_dir)
     frame = read_sequences(args.input, model.config.data, num_labels=model.num_labels)
     table = model.predict(frame, output_csv=args.output, progress=True)
@@ -90,7 +133,7 @@ def _export(args: argparse.Namespace) -> None:
 def _models(args: argparse.Namespace) -> None:
     from protfit.models.catalog import format_model_catalog
 
-    print(format_model_catalog())
+    print(format_model_catalog(markdown=args.markdown), end="\n" if not args.markdown else "")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -179,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     models = commands.add_parser("models", help="list model families and aliases, and what works offline")
+    models.add_argument("--markdown", action="store_true", help="as Markdown (docs/components.md)")
     models.set_defaults(handler=_models)
 
     compare = commands.add_parser(
@@ -238,11 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         if args.verbose:
             raise
-        print(f"protfit {args.command}: error: {error}", file=sys.stderr)
+        print(f"protfit {args.command}: error: {_describe(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        terminated = type(interrupt).__name__ == "RunInterrupted"  # SIGTERM during a run
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     return 0
 
 

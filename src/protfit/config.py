@@ -292,11 +292,27 @@ class EvaluationConfig(_Section):
 class OutputConfig(_Section):
     dir: str = "runs"
     name: str | None = Field(None, description="Run folder name; None: <model>-<method>-<timestamp>")
-    overwrite: bool = Field(False, description="Allow writing into an existing run folder")
+    overwrite: bool = Field(
+        False, description="Replace an existing run folder: the old one is deleted, nothing of it is kept"
+    )
     trackers: list[str] = Field(
         default_factory=list,
         description="Experiment trackers to log to: any of tensorboard, wandb, mlflow (docs/compare.md)",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _stays_inside_dir(cls, name: str | None) -> str | None:
+        # The run folder must be a direct child of output.dir: overwrite deletes it, so a name that
+        # climbs out (`../x`, `/abs`) could delete or mix into folders that are not runs.
+        if name is None:
+            return name
+        if name in ("", ".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
+            raise ValueError(
+                f"output.name '{name}' must be a plain folder name inside output.dir (no '/', '\\', "
+                "'.' or '..'); put the parent folders in output.dir"
+            )
+        return name
 
     @field_validator("trackers")
     @classmethod
@@ -384,6 +400,14 @@ def _allowed_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str
     return sorted(model.model_fields)
 
 
+def _shown_input(value: Any) -> str:
+    # A model-level validator's input is the whole section (for RunConfig: the whole config), which
+    # buries the message; only a short scalar says something the message does not.
+    if isinstance(value, dict | list | tuple | set) or len(repr(value)) > 80:
+        return ""
+    return f" (got {value!r})"
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for item in error.errors():
@@ -396,7 +420,7 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         else:
             message = item["msg"].removeprefix("Value error, ")
             where = f"'{location}': " if location else ""
-            lines.append(f"  - {where}{message} (got {item.get('input')!r})")
+            lines.append(f"  - {where}{message}{_shown_input(item.get('input'))}")
     return "\n".join(lines)
 
 

@@ -18,15 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from protfit.metrics import compute_metrics, targets_from_frame
 from protfit.models.protein_model import load_trainable_state_dict, trainable_state_dict
 from protfit.plugins import StepContext, TrainingState
 from protfit.report.plots import plot_history
-from protfit.report.run_dir import History
+from protfit.report.run_dir import History, run_id_of
 from protfit.report.summary import format_epoch_line
-from protfit.training.checkpoint import load_model_state, load_training_state, save_checkpoint
+from protfit.training.checkpoint import (
+    check_checkpoint_owner,
+    load_model_state,
+    load_training_state,
+    save_checkpoint,
+)
 from protfit.training.early_stopping import EarlyStopping
 from protfit.training.evaluation import evaluate, model_inputs
 from protfit.training.setup import RunParts, bucket_sampler
@@ -48,7 +54,9 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
     history = History(run_dir)
     state = TrainingState(config=cfg, parts=parts, run_dir=run_dir)
     checkpoints = run_dir / "checkpoints"
+    run_id = run_id_of(run_dir)
     if resume:
+        check_checkpoint_owner(checkpoints / "last", run_id)
         restore(parts, state, stopper, checkpoints / "last")
         history = History.load(run_dir)
         history.truncate(state.epoch)
@@ -97,7 +105,9 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
             }
             parts.plugins.call("on_validation_end", state)
             if improved and accelerator.is_main_process:
-                save_checkpoint(checkpoints / "best", trainable_state_dict(parts.unwrapped_model))
+                save_checkpoint(
+                    checkpoints / "best", trainable_state_dict(parts.unwrapped_model), run_id=run_id
+                )
         if accelerator.is_main_process:
             history.append(state.epoch_record)
             save_checkpoint(
@@ -111,6 +121,7 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
                     "early_stopping": stopper.state_dict(),
                 },
                 plugins=parts.plugins.state_dict(),
+                run_id=run_id,
             )
             plot_history(history.records, cfg.metric_names, run_dir)
             print(format_epoch_line(state.epoch_record, cfg, improved))
@@ -126,6 +137,17 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
         "stopped_early": stopper.should_stop and len(history.records) < cfg.train.epochs,
         "history": history.records,
     }
+
+
+def trainable_weights(parts: RunParts) -> dict[str, torch.Tensor]:
+    """What a checkpoint holds (see ``trainable_state_dict``). Under FSDP or DeepSpeed ZeRO-3 the
+    parameters are sharded across processes: the full tensors are gathered first (on every process,
+    as the gather is collective), then the trained ones kept."""
+    model = parts.unwrapped_model
+    if parts.accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        return trainable_state_dict(model)
+    full = parts.accelerator.get_state_dict(parts.model)
+    return {key: full[key] for key in trainable_state_dict(model) if key in full}
 
 
 def monitored_value(stopper: EarlyStopping, val_loss: float, val_metrics: dict[str, float]) -> float:
