@@ -136,6 +136,97 @@ def _models(args: argparse.Namespace) -> None:
     print(format_model_catalog(markdown=args.markdown), end="\n" if not args.markdown else "")
 
 
+# ---- sweep and lr-find (src/protfit/sweep) -------------------------------------------------------
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from protfit.sweep.config import build_sweep_config, load_sweep_config
+    from protfit.sweep.presets import describe_presets
+    from protfit.sweep.study import open_sweep_folder, prepare_sweep, run_sweep
+
+    if args.list_presets:
+        print(describe_presets())
+        return
+    if args.sweep_file is not None and "=" in args.sweep_file and not Path(args.sweep_file).is_file():
+        args.overrides.insert(0, args.sweep_file)  # `--preset quick --base run.yaml n_trials=10`
+        args.sweep_file = None
+    if args.resume is not None:
+        if args.sweep_file is not None:
+            args.overrides.insert(0, args.sweep_file)  # `--resume DIR n_trials=30`: an override, not a file
+        sweep = open_sweep_folder(args.resume, args.overrides)
+        run_sweep(sweep, resume=True)
+        return
+    extra = [
+        f"{key}={value}"
+        for key, value in (("study.storage", args.storage), ("study.name", args.study))
+        if value
+    ]
+    extra += [f"preset={args.preset}"] if args.preset else []
+    if args.sweep_file is not None:
+        if args.base is not None:
+            raise ConfigError("give --base only without a SWEEP.yaml (the sweep file names its base)")
+        config = load_sweep_config(args.sweep_file, [*args.overrides, *extra])
+        source = args.sweep_file
+    else:
+        if args.base is None or args.preset is None:
+            raise ConfigError("give a SWEEP.yaml, or --preset NAME --base RUN.yaml, or --resume SWEEP_DIR")
+        from protfit.config import apply_overrides
+
+        config = build_sweep_config(
+            apply_overrides({"base": args.base}, [*args.overrides, *extra]), "command line"
+        )
+        source = "command line"
+    run_sweep(prepare_sweep(config, source))
+
+
+def _lr_find(args: argparse.Namespace) -> None:
+    from protfit.sweep.lr_find import SUGGESTION_RULES, RangeTestSettings, lr_find
+
+    settings = RangeTestSettings(args.start_lr, args.end_lr, args.num_steps, args.rule)
+    result, folder = lr_find(args.config, args.overrides, settings=settings, out_dir=args.output)
+    print(
+        f"range test {result.start_lr:.0e} -> {result.end_lr:.0e}: {len(result.learning_rates)} steps, {result.stopped}"
+    )
+    print(f"suggested learning rate: {result.suggestion:.3g}  ({SUGGESTION_RULES[result.rule]})")
+    print(f"curve: {folder / 'lr_find.csv'}  plot: {folder / 'lr_find.png'}")
+    print(f"use it: protfit train {args.config} train.learning_rate={result.suggestion:.3g}  (or =auto)")
+
+
+def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
+    lr = commands.add_parser(
+        "lr-find", help="learning-rate range test: loss over an exponential LR ramp, a suggested rate"
+    )
+    lr.add_argument("config", help="YAML run config (the run is built exactly as `protfit train` would)")
+    lr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.method=lora")
+    lr.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate (default 1e-7)")
+    lr.add_argument("--end-lr", type=float, default=1.0, help="last learning rate (default 1)")
+    lr.add_argument("--num-steps", type=int, default=100, help="mini-batches of the ramp (default 100)")
+    lr.add_argument(
+        "--rule",
+        choices=["steepest", "min_div_10", "divergence_div_10"],
+        default="steepest",
+        help="steepest: steepest descent of the smoothed loss (default); min_div_10: minimum / 10; "
+        "divergence_div_10: where it diverged / 10 (used automatically when the curve is flat)",
+    )
+    lr.add_argument(
+        "-o", "--output", help="folder for lr_find.csv/.png/.json (default: output.dir/lr-find-...)"
+    )
+    lr.set_defaults(handler=_lr_find)
+
+    sweep = commands.add_parser("sweep", help="hyper-parameter search (Optuna); every trial is a run folder")
+    sweep.add_argument("sweep_file", nargs="?", metavar="SWEEP.yaml", help="sweep file (docs/sweeps.md)")
+    sweep.add_argument("overrides", nargs="*", help="dotted overrides of the sweep file, e.g. n_trials=10")
+    sweep.add_argument(
+        "--resume", metavar="SWEEP_DIR", help="continue a sweep (accepts n_trials= n_jobs= timeout=)"
+    )
+    sweep.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db")
+    sweep.add_argument("--study", help="study name in the storage (workers with the same name share it)")
+    sweep.add_argument("--preset", help="ready-made search space (see --list-presets)")
+    sweep.add_argument("--base", metavar="RUN.yaml", help="with --preset and no sweep file: the run config")
+    sweep.add_argument("--list-presets", action="store_true", help="print the presets and their ranges")
+    sweep.set_defaults(handler=_sweep)
+
+
 def _compare(args: argparse.Namespace) -> None:
     from protfit.report.compare import (
         compare_runs,
@@ -224,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list model families and aliases, and what works offline")
     models.add_argument("--markdown", action="store_true", help="as Markdown (docs/components.md)")
     models.set_defaults(handler=_models)
+    add_sweep_commands(commands)
 
     compare = commands.add_parser(
         "compare",

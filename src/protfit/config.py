@@ -9,7 +9,7 @@ keys that are allowed there.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -257,7 +257,11 @@ class EarlyStoppingConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0)
+    learning_rate: Annotated[float, Field(gt=0.0)] | Literal["auto"] = Field(
+        1e-3,
+        description="Peak learning rate; auto: run the learning-rate range test first and use its "
+        "suggestion (recorded in config.yaml and summary.json, see docs/sweeps.md)",
+    )
     weight_decay: float = Field(0.01, ge=0.0)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0.0)

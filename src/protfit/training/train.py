@@ -119,6 +119,10 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
             save_config(cfg, run_dir / CONFIG_FILE)  # the overrides applied on resume are recorded
     if parts.accelerator.is_main_process:
         write_run_files(parts, run_dir)
+        if parts.lr_find is not None:
+            from protfit.sweep.lr_find import write_range_test
+
+            write_range_test(parts.lr_find, run_dir)
 
     try:
         summary: dict[str, Any] = {"run_dir": str(run_dir), **fit(parts, run_dir, resume=resume)}
@@ -126,6 +130,8 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
         _say_what_is_saved(run_dir, interrupt)
         raise
     summary.update(model_stats=parts.stats, embedding_cache=parts.embedding_cache)
+    if parts.lr_find is not None:
+        summary["lr_find"] = parts.lr_find.as_dict()
     tested = test(parts, run_dir, summary["best_epoch"])
     summary.update(tested.summary)
 
