@@ -257,6 +257,23 @@ def _compare(args: argparse.Namespace) -> None:
         print(recommendation_yaml(comparison), end="")
 
 
+def _tune(args: argparse.Namespace) -> None:
+    from protfit.sweep.lr_find import RangeTestSettings
+    from protfit.sweep.tune import start_tune, tune
+
+    if args.resume is None:
+        if args.config is None or args.budget is None:
+            raise ConfigError("give CONFIG.yaml --budget N to start a tune, or --resume TUNE_DIR")
+        from protfit.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        folder = Path(args.output) if args.output else Path(cfg.output.dir) / f"tune-{Path(args.config).stem}"
+        start_tune(cfg, args.budget, folder)
+    else:
+        folder = Path(args.resume)
+    tune(folder, range_test=RangeTestSettings(num_steps=args.lr_steps))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="protfit", description="Fine-tune protein language models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -339,6 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for compare.md/.csv/.html and recommended.yaml (default: SWEEP_DIR/compare, or compare/ beside the runs)",
     )
     compare.set_defaults(handler=_compare)
+
+    tune_parser = commands.add_parser(
+        "tune", help="untuned run, LR range test, sweep, comparison, final run of the recommended config"
+    )
+    tune_parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="the starting run config")
+    tune_parser.add_argument("overrides", nargs="*", help="dotted overrides of the run config")
+    tune_parser.add_argument("--budget", type=int, metavar="N", help="sweep trials")
+    tune_parser.add_argument("-o", "--output", help="tune folder (default: output.dir/tune-<config name>)")
+    tune_parser.add_argument("--resume", metavar="TUNE_DIR", help="continue a tune where it stopped")
+    tune_parser.add_argument(
+        "--lr-steps", type=int, default=100, help="mini-batches of the LR range test (default 100)"
+    )
+    tune_parser.set_defaults(handler=_tune)
     return parser
 
 
