@@ -195,6 +195,10 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     return TuneResult(folder=folder, recommended=recommended, summary=summary)
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def _metric(summary: dict[str, Any], name: str) -> dict[str, float] | None:
     return (summary.get("test_metrics") or {}).get(name)
 
@@ -215,7 +219,7 @@ def closing_summary(
     baselines = {
         name: entry["metrics"].get(metric)
         for name, entry in (first.get("baselines") or untuned.get("baselines") or {}).items()
-        if isinstance((entry.get("metrics", {}).get(metric) or {}).get("value"), int | float)
+        if _finite((entry.get("metrics", {}).get(metric) or {}).get("value"))
     }
     return {
         "metric": metric,
