@@ -55,8 +55,9 @@ def test_tune_resumes_after_a_kill_and_stays_within_its_budget(tmp_path: Path) -
     study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{folder / 'sweep' / 'study.db'}")
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 3  # the budget, also across the kill
-    recommended = load_config(folder / "recommended.yaml")  # what `protfit train` validates first
+    recommended = load_config(folder / "recommended.yaml")
     assert recommended.output.name is None
+    assert main(["train", str(folder / "recommended.yaml"), "train.epochs=1", "output.name=check"]) == 0
     assert (folder / "final" / "seed-42" / "summary.json").is_file()
     closing = (folder / "tune.md").read_text()
     assert "| untuned (starting config) |" in closing and "| tuned, seed 42 |" in closing
