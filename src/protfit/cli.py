@@ -241,6 +241,53 @@ def _webui(args: argparse.Namespace) -> None:
     serve(args.workspace, host=args.host, port=args.port, share=args.share, auth=args.auth)
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from protfit.report.compare import (
+        compare_runs,
+        default_output_dir,
+        markdown_table,
+        recommendation_yaml,
+        terminal_table,
+        write_outputs,
+    )
+
+    comparison = compare_runs(args.runs)
+    if args.format == "markdown":
+        print(markdown_table(comparison))
+    elif args.format == "csv":
+        from protfit.report.compare import csv_frame
+
+        print(csv_frame(comparison).to_csv(index=False), end="")
+    else:
+        print(terminal_table(comparison))
+    out_dir = Path(args.output) if args.output else default_output_dir(comparison, args.runs)
+    written = write_outputs(comparison, out_dir)
+    print(f"written: {', '.join(str(path) for path in written.values())}", file=sys.stderr)
+    if args.recommend:
+        if comparison.recommended is None:
+            print("no run has a validation value: nothing to recommend")
+            return
+        print()
+        print(recommendation_yaml(comparison), end="")
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from protfit.sweep.lr_find import RangeTestSettings
+    from protfit.sweep.tune import start_tune, tune
+
+    if args.resume is None:
+        if args.config is None or args.budget is None:
+            raise ConfigError("give CONFIG.yaml --budget N to start a tune, or --resume TUNE_DIR")
+        from protfit.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        folder = Path(args.output) if args.output else Path(cfg.output.dir) / f"tune-{Path(args.config).stem}"
+        start_tune(cfg, args.budget, folder)
+    else:
+        folder = Path(args.resume)
+    tune(folder, range_test=RangeTestSettings(num_steps=args.lr_steps))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="protfit", description="Fine-tune protein language models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -314,6 +361,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     webui.add_argument("--share", action="store_true", help="also create a public Gradio share link")
     webui.set_defaults(handler=_webui)
+
+
+    compare = commands.add_parser(
+        "compare",
+        help="table of runs (or a sweep's trials): settings that differ, validation, gap, verdict, stars",
+    )
+    compare.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR", help="run folders, a sweep folder, or a folder of runs"
+    )
+    compare.add_argument(
+        "--recommend", action="store_true", help="print the recommended config as YAML and the reason"
+    )
+    compare.add_argument(
+        "--format",
+        choices=["table", "markdown", "csv"],
+        default="table",
+        help="what to print (default: table)",
+    )
+    compare.add_argument(
+        "-o",
+        "--output",
+        help="folder for compare.md/.csv/.html and recommended.yaml (default: SWEEP_DIR/compare, or compare/ beside the runs)",
+    )
+    compare.set_defaults(handler=_compare)
+
+    tune_parser = commands.add_parser(
+        "tune", help="untuned run, LR range test, sweep, comparison, final run of the recommended config"
+    )
+    tune_parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="the starting run config")
+    tune_parser.add_argument("overrides", nargs="*", help="dotted overrides of the run config")
+    tune_parser.add_argument("--budget", type=int, metavar="N", help="sweep trials")
+    tune_parser.add_argument("-o", "--output", help="tune folder (default: output.dir/tune-<config name>)")
+    tune_parser.add_argument("--resume", metavar="TUNE_DIR", help="continue a tune where it stopped")
+    tune_parser.add_argument(
+        "--lr-steps", type=int, default=100, help="mini-batches of the LR range test (default 100)"
+    )
+    tune_parser.set_defaults(handler=_tune)
     return parser
 
 

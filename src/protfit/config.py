@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, Registry, RegistryError
+from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, TRACKERS, Registry, RegistryError
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 
@@ -299,6 +299,10 @@ class OutputConfig(_Section):
     overwrite: bool = Field(
         False, description="Replace an existing run folder: the old one is deleted, nothing of it is kept"
     )
+    trackers: list[str] = Field(
+        default_factory=list,
+        description="Experiment trackers to log to: any of tensorboard, wandb, mlflow (docs/compare.md)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -313,6 +317,13 @@ class OutputConfig(_Section):
                 "'.' or '..'); put the parent folders in output.dir"
             )
         return name
+
+    @field_validator("trackers")
+    @classmethod
+    def _known_trackers(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"output.trackers names a tracker twice: {names}")
+        return [_registered(TRACKERS, name) for name in names]
 
 
 class RunConfig(_Section):

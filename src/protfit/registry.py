@@ -1,7 +1,7 @@
 """One generic registry for every pluggable component (timm's pattern).
 
-Methods, poolers, heads, schedulers, metrics, model families, aliases and training plug-ins
-(regularizers) each live in a :class:`Registry`. A component registers with one decorator::
+Methods, poolers, heads, schedulers, metrics, model families, aliases, training plug-ins
+(regularizers) and experiment trackers each live in a :class:`Registry`. A component registers with one decorator::
 
     @POOLERS.register("mean", "average of the residue states")
     def mean_pooler(hidden_size, cfg): ...
@@ -142,7 +142,9 @@ ALIASES: Registry = Registry(
 )
 # Training plug-ins built from the config (regularizers and other loop techniques); each registers a
 # builder ``(cfg) -> Plugin | None`` that returns None when its section leaves it off.
-PLUGINS: Registry = Registry("training plug-in", "train.plugins", ())
+PLUGINS: Registry = Registry("training plug-in", "train.plugins", ("protfit.report.trackers",))
+# Experiment trackers (output.trackers); each is also a PLUGINS entry that adds it when named.
+TRACKERS: Registry = Registry("experiment tracker", "output.trackers", ("protfit.report.trackers",))
 
 
 def list_registries() -> dict[str, Registry]:
@@ -155,4 +157,5 @@ def list_registries() -> dict[str, Registry]:
         "families": FAMILIES,
         "aliases": ALIASES,
         "plugins": PLUGINS,
+        "trackers": TRACKERS,
     }

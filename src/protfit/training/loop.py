@@ -230,6 +230,7 @@ def train_one_epoch(parts: RunParts, state: TrainingState) -> tuple[float, float
         loss = parts.plugins.training_step(
             state, step, partial(forward_backward, parts, state, micro_batches)
         )
+        state.last_loss = loss
         size = sum(batch["labels"].shape[0] for batch in micro_batches)
         totals[0] += loss * size
         totals[1] += size

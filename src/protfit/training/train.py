@@ -41,6 +41,7 @@ from protfit.report.run_dir import (
     write_json,
 )
 from protfit.report.summary import report
+from protfit.report.trackers import check_trackers, close_trackers
 from protfit.training.checkpoint import load_model_state
 from protfit.training.evaluation import evaluate, write_predictions
 from protfit.training.loop import fit
@@ -91,6 +92,7 @@ def train(
     else:
         cfg, run_dir = resolve_config(config, overrides), None
         ensure_writable(cfg.output.dir, "output.dir")
+    check_trackers(cfg)  # a tracker whose package is missing stops the run before any work
 
     parts = setup_run(cfg, plugins=plugins, warn_ignored=not resume)
     run_dir = _shared_run_dir(parts, run_dir)
@@ -151,6 +153,7 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
     summary["wall_time_s"] = round(time.perf_counter() - started, 2)
     if parts.accelerator.is_main_process:
         report(cfg, summary, baselines, run_dir, tested.outputs, tested.targets)
+        close_trackers(parts.plugins, summary)  # final test metrics and diagnostics, then close
     return RunResult(run_dir=run_dir, summary=summary)
 
 
