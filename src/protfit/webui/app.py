@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from protfit.webui.compare_tab import CompareTab
 from protfit.webui.jobs import JobRegistry
 from protfit.webui.predict_tab import PredictTab
 from protfit.webui.train_tab import TrainTab
@@ -25,7 +26,7 @@ def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Block
         gr.Markdown(
             "# protfit\nFine-tune protein language models: every button runs the `protfit` command shown."
         )
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Train", id="train"):
                 train = TrainTab(workspace, jobs)
                 train.render()
@@ -33,10 +34,14 @@ def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Block
                 TuneTab(workspace, jobs, train).render(
                     train.inputs, train.form.widgets["train.learning_rate"]
                 )
+            with gr.Tab("Compare", id="compare") as compare_tab:
+                compare = CompareTab(workspace, train)
+                compare_picker = compare.render(tabs, train.dataset, train.message)
             with gr.Tab("Predict", id="predict") as predict_tab:
                 predict = PredictTab(workspace)
                 predict.render()
         predict_tab.select(lambda: gr.update(choices=workspace.runs(finished=True)), None, predict.run_picker)
+        compare_tab.select(lambda: gr.update(choices=compare.choices()), None, compare_picker)
     app.protfit_train = train  # for tests: the generated option widgets
     app.protfit_jobs = jobs
     return app

@@ -1,5 +1,6 @@
-"""The LR finder / Tune tab: `protfit lr-find` and `protfit sweep` on the Train tab's configuration,
-run as subprocesses in the workspace; the UI reads their output files (docs/sweeps.md)."""
+"""The LR finder / Tune tab: `protfit lr-find`, `protfit sweep` and `protfit tune` on the Train tab's
+configuration, run as subprocesses in the workspace; the UI reads their output files (docs/sweeps.md,
+docs/tuning.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 from protfit.webui import results
 from protfit.webui.jobs import Job, JobRegistry
 from protfit.webui.train_tab import USER_ERRORS, TrainTab
-from protfit.webui.workspace import CONFIGS, LR_FIND, SWEEPS, Workspace, unique_name
+from protfit.webui.workspace import CONFIGS, LR_FIND, SWEEPS, TUNES, Workspace, unique_name
 
 RULES = ["steepest", "min_div_10", "divergence_div_10"]
 PRESETS = ["quick", "standard"]
@@ -64,6 +65,19 @@ def best_text(sweep_dir: Path) -> str:
         )
         lines.append(f"- best: trial {best['trial']}, {best['monitor']} {best['value']:.4f} — {params}")
     return "\n".join(lines)
+
+
+def tune_report(tune_dir: Path) -> str:
+    """A tune's closing table (tune.md) and the comparison of its trials (compare/compare.md)."""
+    parts = []
+    for name, title in (
+        ("tune.md", ""),
+        ("compare/compare.md", "### Comparison of the trials (protfit compare)\n"),
+    ):
+        path = tune_dir / name
+        if path.is_file():
+            parts.append(title + path.read_text())
+    return "\n\n".join(parts)
 
 
 class TuneTab:
@@ -145,21 +159,40 @@ class TuneTab:
         self.jobs.add(name, Job(argv, self.workspace.root, log, self.workspace.resolve(f"{SWEEPS}/{name}")))
         return [name, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
 
+    def start_tune(self, trials: float, steps: float, dataset: str | None, *values: Any) -> list[Any]:
+        try:
+            config = self._base_config(dataset, list(values))
+            if not trials or trials < 1:
+                raise ValueError("the budget must be at least 1 trial")
+        except USER_ERRORS as error:
+            return [None, f"✗ {error}", gr.Timer(active=False)]
+        name = Path(config).stem
+        folder = f"{TUNES}/{name}"
+        argv = ["tune", config, "--budget", str(int(trials)), "-o", folder, "--lr-steps", str(int(steps))]
+        log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
+        self.jobs.add(name, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
+        return [name, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
+
     def sweep_tick(self, job_id: str | None) -> list[Any]:
         job = self.jobs.get(job_id)
         if job is None or job.run_dir is None:
-            return ["", None, "", gr.Timer(active=False)]
+            return ["", None, "", "", gr.Timer(active=False)]
+        command = job.argv[0]
         relative = self.workspace.relative(job.run_dir)
         if job.running:
             status = f"… running — elapsed {job.elapsed:.0f} s · `{relative}`"
         elif job.aborted:
-            status = f"■ stopped: finished trials are kept; **Resume** continues (`protfit sweep --resume {relative}`)"
+            status = f"■ stopped: finished work is kept; **Resume** continues (`protfit {command} --resume {relative}`)"
         elif job.returncode == 0:
             status = f"✓ finished in {job.elapsed:.0f} s: `{relative}`"
         else:
             tail = "\n".join(job.lines[-8:])
             status = f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```"
-        return [status, trials_table(job.run_dir), best_text(job.run_dir), gr.Timer(active=job.running)]
+        if job.running and job.lines:
+            status += f"\n\n`{job.lines[-1][:160]}`"
+        sweep_dir = job.run_dir / "sweep" if command == "tune" else job.run_dir
+        report = tune_report(job.run_dir) if command == "tune" else ""
+        return [status, trials_table(sweep_dir), best_text(sweep_dir), report, gr.Timer(active=job.running)]
 
     def abort(self, job_id: str | None) -> str:
         job = self.jobs.get(job_id)
@@ -174,9 +207,10 @@ class TuneTab:
             return [job_id, "nothing to resume", gr.Timer()]
         relative = self.workspace.relative(job.run_dir)
         new_id = unique_name("resume")
+        command = job.argv[0]
         log = self.workspace.resolve(f"{CONFIGS}/{job.run_dir.name}.log")
-        self.jobs.add(new_id, Job(["sweep", "--resume", relative], self.workspace.root, log, job.run_dir))
-        return [new_id, f"resumed: `protfit sweep --resume {relative}`", gr.Timer(active=True)]
+        self.jobs.add(new_id, Job([command, "--resume", relative], self.workspace.root, log, job.run_dir))
+        return [new_id, f"resumed: `protfit {command} --resume {relative}`", gr.Timer(active=True)]
 
     # ---- layout ------------------------------------------------------------------------------
 
@@ -196,18 +230,25 @@ class TuneTab:
             lr_plot = gr.Image(label="loss vs learning rate", type="filepath", interactive=False)
             suggestion = gr.State(None)
             use_button = gr.Button("Use the suggested learning rate on the Train tab")
-        with gr.Accordion("Sweep (protfit sweep)", open=True):
+        with gr.Accordion("Sweep (protfit sweep) or Tune (protfit tune)", open=True):
+            gr.Markdown(
+                "**Sweep**: the trials of a search space. **Tune**: an untuned run, the LR range test "
+                "(its steps above), a sweep around the suggestion, the comparison of the trials and a final "
+                "run of the recommended config (docs/tuning.md). Both take the trial budget."
+            )
             with gr.Row():
-                preset = gr.Dropdown(PRESETS, value="quick", label="search space (preset)")
+                preset = gr.Dropdown(PRESETS, value="quick", label="search space (preset, sweep only)")
                 trials = gr.Number(10, label="trials (budget)", precision=0, minimum=1)
-                timeout = gr.Number(0, label="time budget (s, 0 = none)", precision=0, minimum=0)
+                timeout = gr.Number(0, label="time budget (s, 0 = none; sweep only)", precision=0, minimum=0)
             with gr.Row():
                 sweep_button = gr.Button("Start sweep", variant="primary")
-                abort_button = gr.Button("Abort sweep", variant="stop")
-                resume_button = gr.Button("Resume sweep")
+                tune_button = gr.Button("Start tune", variant="primary")
+                abort_button = gr.Button("Abort sweep/tune", variant="stop")
+                resume_button = gr.Button("Resume sweep/tune")
             sweep_status = gr.Markdown()
             best = gr.Markdown()
             table = gr.Dataframe(label="trials", interactive=False)
+            report = gr.Markdown()
         lr_job, sweep_job = gr.State(None), gr.State(None)
         lr_timer, sweep_timer = gr.Timer(1.0, active=False), gr.Timer(2.0, active=False)
 
@@ -225,6 +266,12 @@ class TuneTab:
             [sweep_job, sweep_status, sweep_timer],
             preprocess=False,
         )
-        sweep_timer.tick(self.sweep_tick, sweep_job, [sweep_status, table, best, sweep_timer])
+        tune_button.click(
+            self.start_tune,
+            [trials, steps, *config_inputs],
+            [sweep_job, sweep_status, sweep_timer],
+            preprocess=False,
+        )
+        sweep_timer.tick(self.sweep_tick, sweep_job, [sweep_status, table, best, report, sweep_timer])
         abort_button.click(self.abort, sweep_job, sweep_status)
         resume_button.click(self.resume, sweep_job, [sweep_job, sweep_status, sweep_timer])

@@ -8,7 +8,8 @@ run started from the UI is a plain CLI run in ``runs/`` and a CLI run there show
     configs/      the YAML of each UI run (what `protfit train` was given) and its log
     predictions/  CSVs written by the Predict tab
     lr-find/      `protfit lr-find` outputs
-    sweeps/       `protfit sweep` folders
+    sweeps/       `protfit sweep` folders; tunes/: `protfit tune` folders
+    comparisons/  `protfit compare` outputs
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from protfit.data.loading import FORMATS, SPLIT_STEMS
 
 RUNS, DATASETS, CONFIGS, PREDICTIONS = "runs", "datasets", "configs", "predictions"
-SWEEPS, LR_FIND = "sweeps", "lr-find"
+SWEEPS, LR_FIND, TUNES, COMPARISONS = "sweeps", "lr-find", "tunes", "comparisons"
 
 
 class WorkspaceError(ValueError):
@@ -39,7 +40,7 @@ def unique_name(prefix: str) -> str:
 class Workspace:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
-        for folder in (RUNS, DATASETS, CONFIGS, PREDICTIONS, SWEEPS, LR_FIND):
+        for folder in (RUNS, DATASETS, CONFIGS, PREDICTIONS, SWEEPS, LR_FIND, TUNES, COMPARISONS):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
 
     def resolve(self, relative: str | Path, *, must_exist: bool = False) -> Path:
@@ -97,10 +98,10 @@ class Workspace:
         return [name for _, name in sorted(folders, reverse=True)]
 
     def sweeps(self) -> list[str]:
-        """Sweep folders in ``sweeps/`` (newest first)."""
+        """Sweep folders in ``sweeps/`` and tune folders in ``tunes/`` (newest first)."""
         found = []
-        for folder in (self.root / SWEEPS).iterdir():
-            if (folder / "sweep.yaml").is_file():
+        for folder in [*(self.root / SWEEPS).iterdir(), *(self.root / TUNES).iterdir()]:
+            if folder.is_dir():
                 try:
                     found.append((folder.stat().st_mtime, self.relative(folder)))
                 except WorkspaceError:

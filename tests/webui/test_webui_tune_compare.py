@@ -1,4 +1,4 @@
-"""What the LR finder / Tune tab reads from the folders `protfit sweep` writes."""
+"""What the LR finder / Tune and Compare tabs read from the folders `protfit sweep`, `tune` and `compare` write."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from protfit.webui.tune_tab import best_text, trials_table
+from protfit.webui.compare_tab import plots_html
+from protfit.webui.tune_tab import best_text, trials_table, tune_report
 
 
 def test_live_trials_then_the_final_table(tmp_path: Path) -> None:
@@ -30,7 +31,12 @@ def test_live_trials_then_the_final_table(tmp_path: Path) -> None:
     (sweep / "best.json").write_text(
         json.dumps(
             {
-                "best": {"trial": 0, "monitor": "mcc", "value": 0.7, "params": {"train.learning_rate": 0.00123}},
+                "best": {
+                    "trial": 0,
+                    "monitor": "mcc",
+                    "value": 0.7,
+                    "params": {"train.learning_rate": 0.00123},
+                },
                 "counts": {"complete": 1, "pruned": 1, "fail": 0},
                 "n_trials": 2,
                 "wall_time_s": 3.2,
@@ -40,3 +46,21 @@ def test_live_trials_then_the_final_table(tmp_path: Path) -> None:
     assert "1 complete, 1 pruned, 0 failed" in best_text(sweep)
     assert "train.learning_rate=0.00123" in best_text(sweep)
 
+
+def test_tune_report_shows_the_closing_table_and_the_comparison(tmp_path: Path) -> None:
+    assert tune_report(tmp_path) == ""
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "tune.md").write_text("## Tuned vs untuned\n")
+    (tmp_path / "compare" / "compare.md").write_text("| rank | stars |\n")
+    report = tune_report(tmp_path)
+    assert (
+        report.index("Tuned vs untuned") < report.index("Comparison of the trials") < report.index("| rank")
+    )
+
+
+def test_comparison_plots_are_inline_images_only(tmp_path: Path) -> None:
+    page = tmp_path / "compare.html"
+    page.write_text('<img src="data:image/png;base64,iVBORw0KGgo="><img src="https://example.org/x.png">')
+    html = plots_html(page)
+    assert html.count("<img") == 1 and "example.org" not in html
+    assert plots_html(tmp_path / "missing.html") == ""
