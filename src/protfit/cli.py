@@ -350,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
-    webui = commands.add_parser("webui", help="web UI for training and prediction (docs/webui.md)")
+    webui = commands.add_parser(
+        "webui", help="web UI: train, tune, compare and predict in the browser (docs/webui.md)"
+    )
     webui.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
     )

@@ -244,9 +244,7 @@ def test_three_trial_tune_shows_the_comparison_then_compare_tab(page, server, sh
     heading = page.get_by_role("heading", name=re.compile("Comparison of the trials"))
     expect(heading).to_be_visible()
     expect(page.locator("td:has-text('★★★★★'):visible").first).to_be_visible()
-    heading.evaluate(
-        "element => element.scrollIntoView({block: 'center'})"
-    )
+    heading.evaluate("element => element.scrollIntoView({block: 'center'})")
     page.screenshot(path=shots / "webui-tune.png", full_page=False)
     tune = next((server[1] / "tunes").iterdir())
     assert len(list((tune / "sweep" / "trials").glob("trial-*/"))) == 3

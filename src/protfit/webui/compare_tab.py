@@ -96,7 +96,7 @@ class CompareTab:
                 choices=self.choices(),
                 multiselect=True,
                 label="runs or a sweep",
-                info="run folders (UI and CLI) and sweep folders in the workspace",
+                info="run folders (UI and CLI), sweep and tune folders in the workspace",
                 scale=4,
             )
             refresh = gr.Button("↻", scale=0, min_width=40)
