@@ -348,8 +348,6 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=_models)
     add_sweep_commands(commands)
 
-
-
     webui = commands.add_parser(
         "webui", help="web UI: train, tune, compare and predict in the browser (docs/webui.md)"
     )
@@ -363,7 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     webui.add_argument("--share", action="store_true", help="also create a public Gradio share link")
     webui.set_defaults(handler=_webui)
-
 
     compare = commands.add_parser(
         "compare",

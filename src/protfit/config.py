@@ -8,6 +8,7 @@ keys that are allowed there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -412,15 +413,26 @@ def _shown_input(value: Any) -> str:
     return f" (got {value!r})"
 
 
-def _format_validation_error(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+def format_validation_error(
+    error: ValidationError,
+    title: str,
+    allowed_keys: Callable[[tuple[Any, ...]], list[str]],
+    messages: dict[str, str] | None = None,
+) -> str:
+    """One line per problem: unknown keys with the keys allowed there, missing keys, bad values (with
+    the input only when it is short). ``messages`` replaces pydantic's text for some error types.
+    Shared by the run config and the sweep file."""
+    lines = [f"{title}:"]
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"])
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(RunConfig, item["loc"])
-            lines.append(f"  - unknown key '{location}'; allowed here: {', '.join(allowed)}")
+            lines.append(
+                f"  - unknown key '{location}'; allowed here: {', '.join(allowed_keys(item['loc']))}"
+            )
         elif item["type"] == "missing":
             lines.append(f"  - missing required key '{location}'")
+        elif messages and item["type"] in messages:
+            lines.append(f"  - '{location}': {messages[item['type']]}")
         else:
             message = item["msg"].removeprefix("Value error, ")
             where = f"'{location}': " if location else ""
@@ -432,7 +444,10 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(error, source)) from None
+        title = f"invalid configuration ({source})"
+        raise ConfigError(
+            format_validation_error(error, title, lambda location: _allowed_keys(RunConfig, location))
+        ) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

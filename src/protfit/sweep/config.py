@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from protfit.config import ConfigError, RunConfig, apply_overrides, build_config
+from protfit.config import ConfigError, RunConfig, apply_overrides, build_config, format_validation_error
 
 Scalar = bool | int | float | str | None
 
@@ -209,30 +209,19 @@ def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields)
 
 
-def _format_error(error: ValidationError, source: str) -> str:
-    lines = [f"invalid sweep file ({source}):"]
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
-            lines.append(
-                f"  - unknown key '{location}'; allowed here: {', '.join(_allowed_keys(item['loc']))}"
-            )
-        elif item["type"] == "missing":
-            lines.append(f"  - missing required key '{location}'")
-        elif item["type"] == "union_tag_invalid" or item["type"] == "union_tag_not_found":
-            lines.append(f"  - '{location}': give type: float, int or categorical")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            where = f"'{location}': " if location else ""
-            lines.append(f"  - {where}{message} (got {item.get('input')!r})")
-    return "\n".join(lines)
-
-
 def build_sweep_config(raw: dict[str, Any], source: str = "sweep") -> SweepConfig:
     try:
         return SweepConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(_format_error(error, source)) from None
+        tag = "give type: float, int or categorical"
+        raise ConfigError(
+            format_validation_error(
+                error,
+                f"invalid sweep file ({source})",
+                _allowed_keys,
+                {"union_tag_invalid": tag, "union_tag_not_found": tag},
+            )
+        ) from None
 
 
 def load_sweep_config(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
