@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from protfit.regularization.config import RegularizationConfig, check_regularization
 from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, Registry, RegistryError
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
@@ -301,6 +302,10 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    regularization: RegularizationConfig = Field(
+        default_factory=RegularizationConfig,
+        description="Regularizers and overfitting diagnostics (docs/regularization.md)",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -319,6 +324,7 @@ class RunConfig(_Section):
                 f"train.early_stopping.monitor: '{monitor}' is not a {problem} metric; "
                 f"choose 'loss' or one of {allowed}"
             )
+        check_regularization(self)
         return self
 
     @property

@@ -87,6 +87,8 @@ def train(
         )
         raise
     summary.update(model_stats=parts.stats, embedding_cache=parts.embedding_cache)
+    for plugin in parts.plugins:  # plug-ins may add summary entries (overfitting diagnostics, DP epsilon)
+        summary.update(getattr(plugin, "summary_entries", lambda fitted: {})(summary))
     tested = test(parts, run_dir, summary["best_epoch"])
     summary.update(tested.summary)
 
