@@ -44,11 +44,13 @@ BLOSUM62 = [
 
 
 def substitution_probabilities() -> torch.Tensor:
-    """(20, 20): row a = P(b | a) over conservative substitutions b != a (BLOSUM62 score >= 0),
-    weighted by 2 ** (score / 2) (BLOSUM scores are half-bit log-odds)."""
+    """(20, 20): row a = P(b | a) over conservative substitutions b != a (BLOSUM62 score >= 0; for
+    proline, which has none, its best-scoring ones), weighted by 2 ** (score / 2) (BLOSUM scores
+    are half-bit log-odds)."""
     scores = torch.tensor(BLOSUM62, dtype=torch.float64)
-    weights = torch.where(scores >= 0, 2.0 ** (scores / 2), torch.zeros_like(scores))
-    weights.fill_diagonal_(0.0)
+    off_diagonal = scores - torch.diag(torch.full((20,), 1e9, dtype=torch.float64))
+    floor = off_diagonal.max(dim=1, keepdim=True).values.clamp(max=0.0)
+    weights = torch.where(off_diagonal >= floor, 2.0 ** (scores / 2), torch.zeros_like(scores))
     return weights / weights.sum(dim=1, keepdim=True)
 
 

@@ -43,8 +43,10 @@ class ComponentWeightDecay(Plugin):
             return {"weight_decay": self.values[component]}
 
         groups = refine_groups(groups, lambda p: component_of(names[id(p)]), options)
-        self.penalised = [(p, group.pop("l2")) for group in groups if "l2" in group for p in group["params"]]
-        self.penalised = [(p, value) for p, value in self.penalised if value > 0]
+        self.penalised = []
+        for group in groups:
+            value = group.pop("l2", 0.0)
+            self.penalised += [(p, value) for p in group["params"] if value > 0]
         return groups
 
     def loss(self, state: TrainingState, batch: dict[str, Any], logits: Any, loss: Any) -> Any:
