@@ -114,6 +114,10 @@ class ReinitLayers(Plugin):
         encoder = hf_encoder(parts.model)
         initialise = getattr(encoder, "_init_weights", None)
         for layer in layers[len(layers) - self.cfg.top :]:
+            for parameter in layer.parameters():
+                # transformers >= 4.5x marks loaded weights and its init functions then skip them
+                if getattr(parameter, "_is_hf_initialized", False):
+                    parameter._is_hf_initialized = False
             for module in layer.modules():
                 if "lora_" in type(module).__name__.lower():
                     continue
