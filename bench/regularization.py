@@ -41,7 +41,11 @@ TECHNIQUES: dict[str, tuple[str, list[str]]] = {
     "none (freeze)": ("freeze", []),
     "scheduled head dropout 0.1→0.5": (
         "freeze",
-        [R + "scheduled_dropout.enabled=true", R + "scheduled_dropout.start=0.1", R + "scheduled_dropout.end=0.5"],
+        [
+            R + "scheduled_dropout.enabled=true",
+            R + "scheduled_dropout.start=0.1",
+            R + "scheduled_dropout.end=0.5",
+        ],
     ),
     "head weight decay 0.1 (L2 in loss)": (
         "freeze",
@@ -65,7 +69,10 @@ TECHNIQUES: dict[str, tuple[str, list[str]]] = {
     "layer-wise LR decay 0.8": ("full", [R + "layerwise_lr.enabled=true", R + "layerwise_lr.head_lr=0.001"]),
     "freeze bottom 4 layers": ("full", [R + "freeze_layers.enabled=true", R + "freeze_layers.bottom=4"]),
     "EMA 0.99 (full)": ("full", [R + "ema.enabled=true"]),
-    "backbone dropout 0.2": ("full", [R + "dropout.enabled=true", R + "dropout.hidden=0.2", R + "dropout.attention=0.2"]),
+    "backbone dropout 0.2": (
+        "full",
+        [R + "dropout.enabled=true", R + "dropout.hidden=0.2", R + "dropout.attention=0.2"],
+    ),
     "NEFTune alpha 5": ("full", [R + "neftune.enabled=true"]),
     "FGM adversarial": ("full", [R + "adversarial.enabled=true"]),
     "re-init top layer": ("full", [R + "reinit_layers.enabled=true"]),
@@ -81,8 +88,18 @@ def run_one(name: str, data: Path, seed: int, out: Path, args: argparse.Namespac
     method, overrides = TECHNIQUES[name]
     frozen = method == "freeze"
     raw = {
-        "data": {"path": str(data), "problem_type": "regression", "max_seq_len": args.max_seq_len, "batch_size": 16},
-        "model": {"name": "antiberty", "method": method, "pooler": "mean", "head": {"hidden_dims": [128], "dropout": 0.1}},
+        "data": {
+            "path": str(data),
+            "problem_type": "regression",
+            "max_seq_len": args.max_seq_len,
+            "batch_size": 16,
+        },
+        "model": {
+            "name": "antiberty",
+            "method": method,
+            "pooler": "mean",
+            "head": {"hidden_dims": [128], "dropout": 0.1},
+        },
         "train": {
             "seed": seed,
             "progress": False,
@@ -92,7 +109,11 @@ def run_one(name: str, data: Path, seed: int, out: Path, args: argparse.Namespac
             "early_stopping": {"monitor": "spearman", "patience": None},
         },
         "evaluation": {"metrics": ["spearman", "mse"], "bootstrap": {"resamples": 100}},
-        "output": {"dir": str(out), "name": f"{''.join(c if c.isalnum() else '_' for c in name)}-seed{seed}", "overwrite": True},
+        "output": {
+            "dir": str(out),
+            "name": f"{''.join(c if c.isalnum() else '_' for c in name)}-seed{seed}",
+            "overwrite": True,
+        },
     }
     started = time.perf_counter()
     summary = train(build_config(apply_overrides(raw, overrides))).summary
@@ -111,7 +132,11 @@ def run_one(name: str, data: Path, seed: int, out: Path, args: argparse.Namespac
         "epochs": len(history),
         "s_per_epoch": statistics.mean(row["epoch_time_s"] for row in history),
         "dp_epsilon": (summary.get("privacy") or {}).get("epsilon"),
-        "ridge_test_spearman": summary["baselines"].get("onehot_linear", {}).get("metrics", {}).get("spearman", {}).get("value"),
+        "ridge_test_spearman": summary["baselines"]
+        .get("onehot_linear", {})
+        .get("metrics", {})
+        .get("spearman", {})
+        .get("value"),
         "wall_s": time.perf_counter() - started,
     }
 
@@ -132,7 +157,9 @@ def write_report(results: pd.DataFrame, args: argparse.Namespace, test_rows: int
         f"{test_rows} test sequences, seed 0), sequences cut to {args.max_seq_len} residues. Model: pretrained "
         f"AntiBERTy, mean pooling, MLP head [128]. `freeze` rows: {args.freeze_epochs} epochs at LR 1e-3 (embedding "
         f"cache); `full` rows: {args.epochs} epochs at LR 1e-4; linear schedule with 10% warm-up, no early "
-        "stopping (the best validation epoch is kept). Seeds: " + ", ".join(map(str, args.seeds)) + "; mean ± sd over seeds.",
+        "stopping (the best validation epoch is kept). Seeds: "
+        + ", ".join(map(str, args.seeds))
+        + "; mean ± sd over seeds.",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), shared with other jobs "
         f"(times are indicative); torch {torch.__version__}.",
         f"Command: `{command}`",
@@ -177,7 +204,10 @@ def update_doc(path: Path, block: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--techniques", nargs="+", default=list(TECHNIQUES), help="rows, by name (see TECHNIQUES); default: all"
+        "--techniques",
+        nargs="+",
+        default=list(TECHNIQUES),
+        help="rows, by name (see TECHNIQUES); default: all",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the `full` rows")
@@ -215,8 +245,11 @@ def main() -> int:
             if args.budget_min is not None and time.perf_counter() - started > 60 * args.budget_min:
                 break
             record = run_one(name, data, seed, work / "runs", args)
-            print(f"== {name} seed {seed}: val {record['best_val_spearman']:.3f} test {record['test_spearman']:.3f} "
-                  f"gap {record['gap_spearman']:+.3f} {record['verdict']} ({record['wall_s']:.0f}s)", flush=True)
+            print(
+                f"== {name} seed {seed}: val {record['best_val_spearman']:.3f} test {record['test_spearman']:.3f} "
+                f"gap {record['gap_spearman']:+.3f} {record['verdict']} ({record['wall_s']:.0f}s)",
+                flush=True,
+            )
             records.append(record)
             pd.DataFrame(records).to_csv(results_path, index=False)
             update_doc(Path(args.out), write_report(pd.DataFrame(records), args, test_rows, command))

@@ -19,4 +19,6 @@ def classification_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def regression_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("reg-regr")
-    return write_synthetic_dataset(root, "regression", n_train=24, n_validation=8, n_test=8, seed=4, max_len=40)
+    return write_synthetic_dataset(
+        root, "regression", n_train=24, n_validation=8, n_test=8, seed=4, max_len=40
+    )

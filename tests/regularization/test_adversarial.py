@@ -36,8 +36,13 @@ class Perturbations(Plugin):
 def test_passes_and_perturbation_size(classification_data, tmp_path, kind, passes):
     spy = Perturbations()
     cfg = make_config(
-        classification_data, tmp_path, R + "adversarial.enabled=true", f"{R}adversarial.kind={kind}",
-        R + "adversarial.epsilon=0.5", R + "adversarial.steps=2", method="lora",
+        classification_data,
+        tmp_path,
+        R + "adversarial.enabled=true",
+        f"{R}adversarial.kind={kind}",
+        R + "adversarial.epsilon=0.5",
+        R + "adversarial.steps=2",
+        method="lora",
     )
     train(cfg, plugins=[spy])
     assert spy.losses == passes * 3  # 3 micro-batches

@@ -26,7 +26,10 @@ def residue_ids(parts):
 
 def test_substitution_keeps_the_alphabet_and_the_share(classification_data, tmp_path):
     parts, plugin, batch = augmenter(
-        classification_data, tmp_path, R + "augmentation.substitution_prob=1", R + "augmentation.substitution_rate=0.25"
+        classification_data,
+        tmp_path,
+        R + "augmentation.substitution_prob=1",
+        R + "augmentation.substitution_rate=0.25",
     )
     torch.manual_seed(0)
     out = plugin.transform_batch(None, dict(batch))
@@ -49,7 +52,11 @@ def test_conservative_substitutions_only():
 def test_masking_uses_the_mask_token_or_unknown(classification_data, tmp_path):
     for name, expected in (("tiny-esm2", "mask"), ("tiny-t5", "unk")):
         parts, plugin, batch = augmenter(
-            classification_data, tmp_path, R + "augmentation.mask_prob=1", R + "augmentation.mask_rate=0.5", name=name
+            classification_data,
+            tmp_path,
+            R + "augmentation.mask_prob=1",
+            R + "augmentation.mask_rate=0.5",
+            name=name,
         )
         tokenizer = parts.model.backbone.tokenizer
         token = tokenizer.mask_token_id if expected == "mask" else tokenizer.unk_token_id
@@ -60,8 +67,11 @@ def test_masking_uses_the_mask_token_or_unknown(classification_data, tmp_path):
 
 
 def test_crop_keeps_specials_and_a_contiguous_window(classification_data, tmp_path):
-    parts, plugin, batch = augmenter(
-        classification_data, tmp_path, R + "augmentation.crop_prob=1", R + "augmentation.crop_min_fraction=0.5"
+    _, plugin, batch = augmenter(
+        classification_data,
+        tmp_path,
+        R + "augmentation.crop_prob=1",
+        R + "augmentation.crop_min_fraction=0.5",
     )
     out = plugin.transform_batch(None, dict(batch))
     for row in range(batch["input_ids"].shape[0]):
@@ -88,8 +98,12 @@ class SeenBatches(Plugin):
 
 def test_frozen_run_runs_the_backbone_live_and_evaluates_clean(classification_data, tmp_path):
     cfg = make_config(
-        classification_data, tmp_path, R + "augmentation.enabled=true", R + "augmentation.mask_prob=1",
-        R + "augmentation.mask_rate=0.5", method="freeze",
+        classification_data,
+        tmp_path,
+        R + "augmentation.enabled=true",
+        R + "augmentation.mask_prob=1",
+        R + "augmentation.mask_rate=0.5",
+        method="freeze",
     )
     spy = SeenBatches()
     result = train(cfg, plugins=[spy])

@@ -19,7 +19,9 @@ class EpochEndWeights(Plugin):
         self.weights, self.steps = {}, []
 
     def on_after_optimizer_step(self, state):
-        self.steps.append({k: p.detach().clone() for k, p in state.model.named_parameters() if p.requires_grad})
+        self.steps.append(
+            {k: p.detach().clone() for k, p in state.model.named_parameters() if p.requires_grad}
+        )
         if state.global_step == sum(state.parts.steps_per_epoch[: state.epoch]):
             self.weights[state.epoch] = self.steps[-1]
 
@@ -31,8 +33,14 @@ def best_checkpoint(result):
 def test_swa_average_of_epoch_end_weights_is_validated_and_saved(classification_data, tmp_path):
     spy = EpochEndWeights()
     cfg = make_config(
-        classification_data, tmp_path, "train.epochs=3", "train.early_stopping.monitor=loss",
-        R + "swa.enabled=true", R + "swa.start_epoch=2", R + "swa.lr=0.0005", method="freeze",
+        classification_data,
+        tmp_path,
+        "train.epochs=3",
+        "train.early_stopping.monitor=loss",
+        R + "swa.enabled=true",
+        R + "swa.start_epoch=2",
+        R + "swa.lr=0.0005",
+        method="freeze",
     )
     result = train(cfg, plugins=[spy])
     history = result.summary["history"]
@@ -51,7 +59,12 @@ def test_swa_average_of_epoch_end_weights_is_validated_and_saved(classification_
 def test_ema_is_the_running_average_and_is_saved(classification_data, tmp_path):
     spy = EpochEndWeights()
     cfg = make_config(
-        classification_data, tmp_path, "train.epochs=2", R + "ema.enabled=true", R + "ema.decay=0.5", method="freeze"
+        classification_data,
+        tmp_path,
+        "train.epochs=2",
+        R + "ema.enabled=true",
+        R + "ema.decay=0.5",
+        method="freeze",
     )
     start = {}
 
@@ -59,7 +72,9 @@ def test_ema_is_the_running_average_and_is_saved(classification_data, tmp_path):
         name = "start"
 
         def on_train_start(self, state):
-            start.update({k: p.detach().clone() for k, p in state.model.named_parameters() if p.requires_grad})
+            start.update(
+                {k: p.detach().clone() for k, p in state.model.named_parameters() if p.requires_grad}
+            )
 
     result = train(cfg, plugins=[Start(), spy])
     average = dict(start)

@@ -12,7 +12,9 @@ from protfit.training.train import train
 
 
 def test_freeze_bottom_layers(classification_data, tmp_path):
-    cfg = make_config(classification_data, tmp_path, R + "freeze_layers.enabled=true", R + "freeze_layers.bottom=1")
+    cfg = make_config(
+        classification_data, tmp_path, R + "freeze_layers.enabled=true", R + "freeze_layers.bottom=1"
+    )
     parts = setup_run(cfg)
     model = parts.unwrapped_model
     owner = layer_of_parameters(model)
@@ -47,8 +49,12 @@ def test_gradual_unfreezing_changes_the_trainable_set_on_schedule(classification
     # freeze method: only the head trains in epoch 1, then the top layer, then both layers, then the embeddings
     moves = LayerMoves()
     cfg = make_config(
-        classification_data, tmp_path, "train.epochs=4", "train.scheduler.name=constant",
-        R + "gradual_unfreezing.enabled=true", method="freeze",
+        classification_data,
+        tmp_path,
+        "train.epochs=4",
+        "train.scheduler.name=constant",
+        R + "gradual_unfreezing.enabled=true",
+        method="freeze",
     )
     result = train(cfg, plugins=[moves])
     assert moves.moved == {1: set(), 2: {1}, 3: {0, 1}, 4: {-1, 0, 1}}
@@ -61,8 +67,15 @@ def test_reinit_top_layer_only(classification_data, tmp_path):
 
     plain = make_config(classification_data, tmp_path)
     reference = backbone_layers(build_model(plain, 3))
-    cfg = make_config(classification_data, tmp_path, R + "reinit_layers.enabled=true", R + "reinit_layers.top=1")
+    cfg = make_config(
+        classification_data, tmp_path, R + "reinit_layers.enabled=true", R + "reinit_layers.top=1"
+    )
     layers = backbone_layers(setup_run(cfg).model)
-    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))  # noqa: E731
+
+    def same(a, b):
+        return all(
+            torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+        )
+
     assert same(layers[0], reference[0])
     assert not same(layers[1], reference[1])

@@ -12,9 +12,15 @@ from protfit.training.setup import setup_run
 @pytest.mark.parametrize(("name", "method"), [("tiny-esm2", "full"), ("tiny-bert", "lora")])
 def test_learning_rates_per_layer_group(classification_data, tmp_path, name, method):
     cfg = make_config(
-        classification_data, tmp_path, f"model.name={name}", "train.learning_rate=0.01",
-        "train.scheduler.name=constant", R + "layerwise_lr.enabled=true", R + "layerwise_lr.decay=0.5",
-        R + "layerwise_lr.head_lr=0.002", method=method,
+        classification_data,
+        tmp_path,
+        f"model.name={name}",
+        "train.learning_rate=0.01",
+        "train.scheduler.name=constant",
+        R + "layerwise_lr.enabled=true",
+        R + "layerwise_lr.decay=0.5",
+        R + "layerwise_lr.head_lr=0.002",
+        method=method,
     )
     parts = setup_run(cfg)
     model = parts.unwrapped_model

@@ -52,7 +52,10 @@ def test_resume_continues_the_cycle(classification_data, tmp_path):
     args = ("train.epochs=2", R + "lookahead.enabled=true", R + "lookahead.k=2")
     whole = train(make_config(classification_data, tmp_path / "a", *args, method="freeze"))
     with pytest.raises(KeyboardInterrupt):
-        train(make_config(classification_data, tmp_path / "b", *args, method="freeze"), plugins=[InterruptAfter()])
+        train(
+            make_config(classification_data, tmp_path / "b", *args, method="freeze"),
+            plugins=[InterruptAfter()],
+        )
     resumed = train(None, resume_from=tmp_path / "b" / "run")
 
     def strip(rows):

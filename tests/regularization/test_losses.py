@@ -27,7 +27,9 @@ def test_label_smoothing_multi_label_targets():
     assert torch.allclose(total, F.binary_cross_entropy_with_logits(logits, labels * 0.9 + 0.05))
 
 
-@pytest.mark.parametrize("problem", ["single_label_classification", "multi_label_classification", "regression"])
+@pytest.mark.parametrize(
+    "problem", ["single_label_classification", "multi_label_classification", "regression"]
+)
 def test_consistency_is_zero_for_identical_passes_and_positive_otherwise(problem):
     a, b = torch.randn(4, 3), torch.randn(4, 3)
     assert float(consistency(a, a, problem)) == pytest.approx(0.0, abs=1e-6)
@@ -59,4 +61,6 @@ def test_rdrop_runs_a_second_pass_with_its_own_dropout_mask():
     term = plugin.loss(_State(wrapped), batch, first, None)
     assert float(term.detach()) > 0
     wrapped.eval()  # no dropout: both passes agree, the term vanishes
-    assert float(plugin.loss(_State(wrapped), batch, wrapped(batch["pooled"]), None)) == pytest.approx(0.0, abs=1e-6)
+    assert float(plugin.loss(_State(wrapped), batch, wrapped(batch["pooled"]), None)) == pytest.approx(
+        0.0, abs=1e-6
+    )

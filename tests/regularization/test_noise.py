@@ -39,7 +39,9 @@ class EmbeddingSpy(Plugin):
 
 def test_neftune_scale_and_only_in_training(classification_data, tmp_path):
     spy = EmbeddingSpy()
-    cfg = make_config(classification_data, tmp_path, R + "neftune.enabled=true", R + "neftune.alpha=5", method="freeze")
+    cfg = make_config(
+        classification_data, tmp_path, R + "neftune.enabled=true", R + "neftune.alpha=5", method="freeze"
+    )
     result = train(cfg, plugins=[spy])
     assert result.summary["embedding_cache"] is None  # NEFTune needs the backbone on every batch
     for largest, shape in spy.train:
@@ -71,7 +73,9 @@ def _head_weight(state):
 
 def test_weight_noise_is_removed_before_the_update(classification_data, tmp_path):
     spy = WeightsAtStep()
-    cfg = make_config(classification_data, tmp_path, R + "weight_noise.enabled=true", R + "weight_noise.std=0.1")
+    cfg = make_config(
+        classification_data, tmp_path, R + "weight_noise.enabled=true", R + "weight_noise.std=0.1"
+    )
     train(cfg, plugins=[spy])
     for start, inside, before in zip(spy.start, spy.inside, spy.before_step, strict=True):
         assert not torch.equal(start, inside)

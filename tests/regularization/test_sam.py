@@ -40,8 +40,13 @@ class PassSpy(Plugin):
 def test_sam_ascends_then_restores_the_weights(classification_data, tmp_path, adaptive):
     spy = PassSpy()
     cfg = make_config(
-        classification_data, tmp_path, "train.gradient_accumulation_steps=3", R + "sam.enabled=true",
-        R + "sam.rho=0.05", f"{R}sam.adaptive={str(adaptive).lower()}", method="freeze",
+        classification_data,
+        tmp_path,
+        "train.gradient_accumulation_steps=3",
+        R + "sam.enabled=true",
+        R + "sam.rho=0.05",
+        f"{R}sam.adaptive={str(adaptive).lower()}",
+        method="freeze",
     )
     train(cfg, plugins=[spy])
     assert len(spy.passes) == 2 * len(spy.at_step) == 2  # 3 micro-batches, one step, two passes

@@ -20,8 +20,12 @@ def groups_by_component(parts):
 
 def test_separate_decay_for_backbone_pooler_head_never_biases(classification_data, tmp_path):
     cfg = make_config(
-        classification_data, tmp_path, "model.pooler=attention1d", R + "weight_decay.enabled=true",
-        R + "weight_decay.backbone=0.001", R + "weight_decay.head=0.3",
+        classification_data,
+        tmp_path,
+        "model.pooler=attention1d",
+        R + "weight_decay.enabled=true",
+        R + "weight_decay.backbone=0.001",
+        R + "weight_decay.head=0.3",
     )
     found = groups_by_component(setup_run(cfg))
     assert found[("backbone", True)] == {0.001}
@@ -32,8 +36,13 @@ def test_separate_decay_for_backbone_pooler_head_never_biases(classification_dat
 
 def test_l2_mode_moves_the_decay_into_the_loss(classification_data, tmp_path):
     cfg = make_config(
-        classification_data, tmp_path, R + "weight_decay.enabled=true", R + "weight_decay.mode=l2",
-        R + "weight_decay.head=0.5", R + "weight_decay.backbone=0", R + "weight_decay.pooler=0",
+        classification_data,
+        tmp_path,
+        R + "weight_decay.enabled=true",
+        R + "weight_decay.mode=l2",
+        R + "weight_decay.head=0.5",
+        R + "weight_decay.backbone=0",
+        R + "weight_decay.pooler=0",
     )
     parts = setup_run(cfg)
     assert {g["weight_decay"] for g in parts.optimizer.param_groups} == {0.0}  # AdamW decays nothing

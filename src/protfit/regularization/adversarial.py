@@ -83,7 +83,10 @@ class Adversarial(Plugin):
                 for _ in range(self.cfg.steps):
                     state.optimizer.zero_grad(set_to_none=True)
                     _, grads = self._pass(proceed, capture=True)
-                    self.deltas = [_project(d + size * _normalised(g), eps) for d, g in zip(self.deltas, grads, strict=True)]
+                    self.deltas = [
+                        _project(d + size * _normalised(g), eps)
+                        for d, g in zip(self.deltas, grads, strict=True)
+                    ]
                 state.optimizer.zero_grad(set_to_none=True)
                 with torch.no_grad():
                     for p, g in zip(params, clean, strict=True):

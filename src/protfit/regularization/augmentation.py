@@ -91,7 +91,9 @@ class Augmentation(Plugin):
         for row in range(ids.shape[0]):
             if cfg.substitution_prob and torch.rand(()) < cfg.substitution_prob:
                 token = ids[row].cpu()
-                known = torch.nonzero(residues[row].cpu() & (self.position[token.clamp(max=len(self.position) - 1)] >= 0)).flatten()
+                known = torch.nonzero(
+                    residues[row].cpu() & (self.position[token.clamp(max=len(self.position) - 1)] >= 0)
+                ).flatten()
                 chosen = self._pick(known, cfg.substitution_rate)
                 if len(chosen):
                     source = self.position[token[chosen]]

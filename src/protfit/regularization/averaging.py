@@ -129,7 +129,9 @@ class SWA(WeightAverage):
         from protfit.regularization.diagnostics import train_eval_loader
         from protfit.training.evaluation import model_inputs
 
-        self.saved_norms = {f"{i}/{k}": v.clone() for i, m in enumerate(norms) for k, v in m.state_dict().items()}
+        self.saved_norms = {
+            f"{i}/{k}": v.clone() for i, m in enumerate(norms) for k, v in m.state_dict().items()
+        }
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()

@@ -27,7 +27,10 @@ class DropoutConfig(_Technique):
     """Override of the backbone's dropout probabilities (hidden and attention), optionally by layer."""
 
     hidden: float | None = Field(
-        None, ge=0.0, lt=1.0, description="Hidden-state dropout of every backbone layer; None: the model's own"
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="Hidden-state dropout of every backbone layer; None: the model's own",
     )
     attention: float | None = Field(
         None, ge=0.0, lt=1.0, description="Attention-probability dropout of every backbone layer; None: keep"
@@ -47,7 +50,9 @@ class DropoutConfig(_Technique):
         if self.layerwise_step is not None and self.per_layer is not None:
             raise ValueError("give regularization.dropout.layerwise_step or per_layer, not both")
         if self.layerwise_step is not None and self.hidden is None:
-            raise ValueError("regularization.dropout.layerwise_step needs the bottom layer's value in `hidden`")
+            raise ValueError(
+                "regularization.dropout.layerwise_step needs the bottom layer's value in `hidden`"
+            )
         if any(not 0.0 <= p < 1.0 for p in self.per_layer or []):
             raise ValueError(f"regularization.dropout.per_layer values must be in [0, 1): {self.per_layer}")
         return self
@@ -59,7 +64,9 @@ class ScheduledDropoutConfig(_Technique):
     start: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability at the start of training")
     end: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout probability at the end of training")
     shape: Literal["linear", "cosine"] = Field("linear", description="Interpolation from start to end")
-    unit: Literal["epoch", "step"] = Field("epoch", description="Update once per epoch or every optimizer step")
+    unit: Literal["epoch", "step"] = Field(
+        "epoch", description="Update once per epoch or every optimizer step"
+    )
     target: Literal["head", "backbone", "all"] = Field(
         "head", description="Which dropout modules follow the schedule: the head's, the backbone's, or both"
     )
@@ -69,24 +76,35 @@ class WeightDecayConfig(_Technique):
     """Per-component weight decay, decoupled (AdamW) or as a classic L2 penalty in the loss."""
 
     mode: Literal["decoupled", "l2"] = Field(
-        "decoupled", description="decoupled: AdamW's decay; l2: lambda/2 * |w|^2 added to the loss (AdamW decay 0)"
+        "decoupled",
+        description="decoupled: AdamW's decay; l2: lambda/2 * |w|^2 added to the loss (AdamW decay 0)",
     )
-    backbone: float | None = Field(None, ge=0.0, description="Backbone weight decay; None: train.weight_decay")
-    pooler: float | None = Field(None, ge=0.0, description="Pooler (and adapter) weight decay; None: train.weight_decay")
+    backbone: float | None = Field(
+        None, ge=0.0, description="Backbone weight decay; None: train.weight_decay"
+    )
+    pooler: float | None = Field(
+        None, ge=0.0, description="Pooler (and adapter) weight decay; None: train.weight_decay"
+    )
     head: float | None = Field(None, ge=0.0, description="Head weight decay; None: train.weight_decay")
 
 
 class L2SPConfig(_Technique):
     """L2-SP (Li et al. 2018): pull trained backbone weights toward their pretrained values."""
 
-    alpha: float = Field(0.01, gt=0.0, description="alpha/2 * |w - w_pretrained|^2 over trained backbone weights")
-    beta: float = Field(0.0, ge=0.0, description="beta/2 * |w|^2 over pooler and head weight matrices (0: off)")
+    alpha: float = Field(
+        0.01, gt=0.0, description="alpha/2 * |w - w_pretrained|^2 over trained backbone weights"
+    )
+    beta: float = Field(
+        0.0, ge=0.0, description="beta/2 * |w|^2 over pooler and head weight matrices (0: off)"
+    )
 
 
 class LayerwiseLRConfig(_Technique):
     """Layer-wise learning-rate decay (ULMFiT / ELECTRA): top layer base LR, each layer below x decay."""
 
-    decay: float = Field(0.8, gt=0.0, le=1.0, description="LR factor per layer going down; embeddings get decay^layers")
+    decay: float = Field(
+        0.8, gt=0.0, le=1.0, description="LR factor per layer going down; embeddings get decay^layers"
+    )
     head_lr: float | None = Field(
         None, gt=0.0, description="Learning rate of pooler, adapter and head; None: train.learning_rate"
     )
@@ -102,7 +120,9 @@ class GradualUnfreezingConfig(_Technique):
     """ULMFiT's gradual unfreezing: one more backbone layer (from the top) trains every n epochs."""
 
     every: int = Field(1, ge=1, description="Epochs between unfreezing steps")
-    start_layers: int = Field(0, ge=0, description="Top layers trainable from epoch 1 (0: only pooler and head)")
+    start_layers: int = Field(
+        0, ge=0, description="Top layers trainable from epoch 1 (0: only pooler and head)"
+    )
 
 
 class ReinitLayersConfig(_Technique):
@@ -120,13 +140,17 @@ class ClipValueConfig(_Technique):
 class NEFTuneConfig(_Technique):
     """NEFTune (Jain et al. 2023): uniform noise on input embeddings, scaled by alpha / sqrt(L * d)."""
 
-    alpha: float = Field(5.0, gt=0.0, description="Noise scale; the noise is alpha / sqrt(length * width) * U(-1, 1)")
+    alpha: float = Field(
+        5.0, gt=0.0, description="Noise scale; the noise is alpha / sqrt(length * width) * U(-1, 1)"
+    )
 
 
 class WeightNoiseConfig(_Technique):
     """Gaussian noise on the trained weights during each forward/backward pass (removed before the update)."""
 
-    std: float = Field(0.01, gt=0.0, description="Standard deviation of the noise added to each trained weight")
+    std: float = Field(
+        0.01, gt=0.0, description="Standard deviation of the noise added to each trained weight"
+    )
 
 
 class ActivationNoiseConfig(_Technique):
@@ -151,22 +175,32 @@ class LabelSmoothingConfig(_Technique):
 class RDropConfig(_Technique):
     """R-Drop (Liang et al. 2021): a second dropout pass, penalise the divergence of the two predictions."""
 
-    alpha: float = Field(1.0, gt=0.0, description="Weight of the symmetric KL (MSE for regression) between the passes")
+    alpha: float = Field(
+        1.0, gt=0.0, description="Weight of the symmetric KL (MSE for regression) between the passes"
+    )
 
 
 class SWAConfig(_Technique):
     """Stochastic weight averaging (Izmailov et al. 2018); the average is validated, tested and saved."""
 
     start_epoch: int = Field(1, ge=1, description="First epoch whose end weights enter the average")
-    lr: float | None = Field(None, gt=0.0, description="Constant learning rate from start_epoch on; None: keep the schedule")
-    anneal_epochs: int = Field(0, ge=0, description="Epochs of linear annealing from the scheduled LR to `lr`")
-    update_bn: bool = Field(True, description="Recompute BatchNorm statistics for the averaged weights (if any)")
+    lr: float | None = Field(
+        None, gt=0.0, description="Constant learning rate from start_epoch on; None: keep the schedule"
+    )
+    anneal_epochs: int = Field(
+        0, ge=0, description="Epochs of linear annealing from the scheduled LR to `lr`"
+    )
+    update_bn: bool = Field(
+        True, description="Recompute BatchNorm statistics for the averaged weights (if any)"
+    )
 
 
 class EMAConfig(_Technique):
     """Exponential moving average of the weights; the average is validated, tested and saved."""
 
-    decay: float = Field(0.99, gt=0.0, lt=1.0, description="shadow = decay * shadow + (1 - decay) * weights, per step")
+    decay: float = Field(
+        0.99, gt=0.0, lt=1.0, description="shadow = decay * shadow + (1 - decay) * weights, per step"
+    )
 
 
 class SAMConfig(_Technique):
@@ -194,21 +228,38 @@ class PrivacyConfig(_Technique):
 class AdversarialConfig(_Technique):
     """Adversarial training on the input embeddings: FGM (one step) or PGD (several projected steps)."""
 
-    kind: Literal["fgm", "pgd"] = Field("fgm", description="fgm: one normalised gradient step; pgd: `steps` steps")
+    kind: Literal["fgm", "pgd"] = Field(
+        "fgm", description="fgm: one normalised gradient step; pgd: `steps` steps"
+    )
     epsilon: float = Field(1.0, gt=0.0, description="Radius (L2 norm per sequence) of the perturbation")
     steps: int = Field(3, ge=1, description="pgd: ascent steps")
-    step_size: float | None = Field(None, gt=0.0, description="pgd: size of one step; None: epsilon / steps * 2")
+    step_size: float | None = Field(
+        None, gt=0.0, description="pgd: size of one step; None: epsilon / steps * 2"
+    )
 
 
 class AugmentationConfig(_Technique):
     """On-the-fly sequence augmentation of training batches (never validation or test)."""
 
-    substitution_prob: float = Field(0.0, ge=0.0, le=1.0, description="Share of sequences that get BLOSUM62 substitutions")
-    substitution_rate: float = Field(0.1, ge=0.0, le=1.0, description="At most this share of their residues is substituted")
+    substitution_prob: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of sequences that get BLOSUM62 substitutions"
+    )
+    substitution_rate: float = Field(
+        0.1, ge=0.0, le=1.0, description="At most this share of their residues is substituted"
+    )
     mask_prob: float = Field(0.0, ge=0.0, le=1.0, description="Share of sequences that get residues masked")
-    mask_rate: float = Field(0.1, ge=0.0, le=1.0, description="At most this share of their residues becomes the mask (or unknown) token")
-    crop_prob: float = Field(0.0, ge=0.0, le=1.0, description="Share of sequences cropped to a random sub-sequence")
-    crop_min_fraction: float = Field(0.8, gt=0.0, le=1.0, description="A crop keeps at least this share of the residues")
+    mask_rate: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="At most this share of their residues becomes the mask (or unknown) token",
+    )
+    crop_prob: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of sequences cropped to a random sub-sequence"
+    )
+    crop_min_fraction: float = Field(
+        0.8, gt=0.0, le=1.0, description="A crop keeps at least this share of the residues"
+    )
 
     @model_validator(mode="after")
     def _something(self) -> AugmentationConfig:
@@ -228,10 +279,16 @@ class DiagnosticsConfig(BaseModel):
         description="Train rows evaluated per epoch: all when the split is smaller than max(train_rows, "
         "validation rows), else a fixed random subset of that size",
     )
-    mild_gap: float = Field(0.05, ge=0.0, description="Metric gap (train - val) from which the verdict is mild")
-    severe_gap: float = Field(0.15, ge=0.0, description="Metric gap (train - val) from which the verdict is severe")
+    mild_gap: float = Field(
+        0.05, ge=0.0, description="Metric gap (train - val) from which the verdict is mild"
+    )
+    severe_gap: float = Field(
+        0.15, ge=0.0, description="Metric gap (train - val) from which the verdict is severe"
+    )
     loss_rise: float = Field(
-        0.1, ge=0.0, description="mild when validation loss is this share above its minimum so far (x3: severe)"
+        0.1,
+        ge=0.0,
+        description="mild when validation loss is this share above its minimum so far (x3: severe)",
     )
     saturation: float = Field(
         0.98, gt=0.0, le=1.0, description="A bounded training metric at or above this counts as memorised"
@@ -279,9 +336,7 @@ class RegularizationConfig(BaseModel):
     def enabled(self) -> list[str]:
         """Names of the techniques that are on (diagnostics excluded)."""
         return [
-            name
-            for name in type(self).model_fields
-            if name != "diagnostics" and getattr(self, name).enabled
+            name for name in type(self).model_fields if name != "diagnostics" and getattr(self, name).enabled
         ]
 
 
@@ -306,7 +361,9 @@ def check_regularization(cfg: RunConfig) -> None:
                 "backbone frozen (no gradient reaches it); use full or a LoRA-type method, or enable "
                 "regularization.gradual_unfreezing"
             )
-        if reg.dropout.enabled or (reg.scheduled_dropout.enabled and reg.scheduled_dropout.target == "backbone"):
+        if reg.dropout.enabled or (
+            reg.scheduled_dropout.enabled and reg.scheduled_dropout.target == "backbone"
+        ):
             raise ValueError(
                 f"backbone dropout has no effect with model.method={method}: a frozen backbone runs in "
                 "eval mode; change the head's dropout (model.head.dropout) or scheduled_dropout.target=head"
@@ -317,7 +374,9 @@ def check_regularization(cfg: RunConfig) -> None:
             "dropout; use scheduled_dropout.target=head or one of the two"
         )
     if {"freeze_layers", "gradual_unfreezing"} <= on:
-        raise ValueError("regularization.freeze_layers and gradual_unfreezing both decide which layers train; enable one")
+        raise ValueError(
+            "regularization.freeze_layers and gradual_unfreezing both decide which layers train; enable one"
+        )
     if "privacy" in on:
         _check_privacy(cfg, on)
 
@@ -330,7 +389,9 @@ def _check_privacy(cfg: RunConfig, on: set[str]) -> None:
             "per-sample gradients Opacus cannot compute here"
         )
     if cfg.train.gradient_accumulation_steps != 1:
-        raise ValueError("regularization.privacy needs train.gradient_accumulation_steps=1 (one noisy step per batch)")
+        raise ValueError(
+            "regularization.privacy needs train.gradient_accumulation_steps=1 (one noisy step per batch)"
+        )
     conflicting = sorted(on & {"sam", "rdrop", "adversarial", "l2_sp", "gradual_unfreezing"})
     if cfg.regularization.weight_decay.enabled and cfg.regularization.weight_decay.mode == "l2":
         conflicting.append("weight_decay.mode=l2")

@@ -59,7 +59,11 @@ def train_eval_loader(parts: Any, rows: np.ndarray | None = None) -> Any:
     dataset = loader.dataset
     rows = np.arange(len(dataset)) if rows is None else rows
     return build_dataloader(
-        _Rows(dataset, rows), parts.cfg.data, shuffle=False, seed=parts.cfg.train.seed, collator=loader.collate_fn
+        _Rows(dataset, rows),
+        parts.cfg.data,
+        shuffle=False,
+        seed=parts.cfg.train.seed,
+        collator=loader.collate_fn,
     )
 
 
@@ -84,7 +88,9 @@ def epoch_verdict(records: list[dict[str, Any]], monitor: str, mode: str, cfg: D
         gap = gap / abs(record[val_key])
     values = [r.get(val_key, math.nan) for r in records]
     finite = [(i, v) for i, v in enumerate(values) if not math.isnan(v)]
-    best_index = (max if mode == "max" else min)(finite, key=lambda item: item[1])[0] if finite else len(records) - 1
+    best_index = (
+        (max if mode == "max" else min)(finite, key=lambda item: item[1])[0] if finite else len(records) - 1
+    )
     stalled = len(records) - 1 - best_index >= cfg.stall_epochs
     train_value = record.get("train_loss_eval_metric")
     saturated = mode == "max" and train_value is not None and train_value >= cfg.saturation
@@ -145,7 +151,11 @@ class OverfittingDiagnostics(Plugin):
 
     def state_dict(self) -> dict[str, Any]:
         keep = ("epoch", "val_loss", "train_eval_loss", "gap_metric", "train_loss_eval_metric", "overfitting")
-        return {"records": [{k: v for k, v in r.items() if k in keep or k.startswith("val_")} for r in self.records]}
+        return {
+            "records": [
+                {k: v for k, v in r.items() if k in keep or k.startswith("val_")} for r in self.records
+            ]
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.records = list(state.get("records", []))
@@ -164,8 +174,15 @@ def run_diagnosis(summary: dict[str, Any], cfg: DiagnosticsConfig, run_cfg: Any)
     history = [r for r in summary.get("history", []) if "overfitting" in r]
     best = summary.get("best_epoch")
     if not history or best is None:
-        return {"best_epoch": best, "gap_loss": None, "gap_metric": None, "train_metric": None,
-                "verdict": None, "undertrained": False, "advice": []}
+        return {
+            "best_epoch": best,
+            "gap_loss": None,
+            "gap_metric": None,
+            "train_metric": None,
+            "verdict": None,
+            "undertrained": False,
+            "advice": [],
+        }
     monitor = summary["monitor"]
     at_best = next(r for r in history if r["epoch"] == best)
     verdict = max((r["overfitting"] for r in history if r["epoch"] >= best), key=SEVERITY.__getitem__)
@@ -214,30 +231,53 @@ def advice(verdict: str, undertrained: bool, summary: dict[str, Any], run_cfg: A
 
     if SEVERITY.get(verdict, 0) >= 1:
         if method in ("freeze", "ses_adapter"):
-            tips.append("raise model.head.dropout (e.g. 0.3) or use a smaller head (model.head.hidden_dims=[])")
-            tip("weight_decay", "stronger head weight decay: regularization.weight_decay.enabled=true regularization.weight_decay.head=0.1")
+            tips.append(
+                "raise model.head.dropout (e.g. 0.3) or use a smaller head (model.head.hidden_dims=[])"
+            )
+            tip(
+                "weight_decay",
+                "stronger head weight decay: regularization.weight_decay.enabled=true regularization.weight_decay.head=0.1",
+            )
         else:
-            tip("freeze_layers", "train fewer weights: regularization.freeze_layers.enabled=true (bottom layers), or model.method=lora")
+            tip(
+                "freeze_layers",
+                "train fewer weights: regularization.freeze_layers.enabled=true (bottom layers), or model.method=lora",
+            )
             tip("l2_sp", "stay near the pretrained weights: regularization.l2_sp.enabled=true")
             tip("layerwise_lr", "layer-wise LR decay: regularization.layerwise_lr.enabled=true")
         tip("ema", "average the weights: regularization.ema.enabled=true (or regularization.swa)")
         if problem != "regression":
             tip("label_smoothing", "regularization.label_smoothing.enabled=true")
-        tip("augmentation", "sequence augmentation: regularization.augmentation.enabled=true regularization.augmentation.substitution_prob=0.5")
+        tip(
+            "augmentation",
+            "sequence augmentation: regularization.augmentation.enabled=true regularization.augmentation.substitution_prob=0.5",
+        )
         del tips[4:]  # the first few, most specific, are enough
-        if verdict == "severe" and summary.get("best_epoch") and summary.get("epochs_run", 0) > summary["best_epoch"] + 2:
-            tips.append(f"validation peaked at epoch {summary['best_epoch']}: fewer epochs or train.early_stopping.patience=3")
+        if (
+            verdict == "severe"
+            and summary.get("best_epoch")
+            and summary.get("epochs_run", 0) > summary["best_epoch"] + 2
+        ):
+            tips.append(
+                f"validation peaked at epoch {summary['best_epoch']}: fewer epochs or train.early_stopping.patience=3"
+            )
     if undertrained:
         epochs = summary.get("epochs_run", 0)
         history = summary.get("history") or [{}]
         final_lr = history[-1].get("lr")
         ended = " (the learning rate had decayed to 0)" if final_lr is not None and final_lr < 1e-12 else ""
-        tips.append(f"validation was still improving at the last epoch{ended}: train longer (train.epochs={2 * epochs})")
-        tips.append("use a schedule that does not end at zero: train.scheduler.name=constant, or polynomial with train.scheduler.lr_end > 0")
+        tips.append(
+            f"validation was still improving at the last epoch{ended}: train longer (train.epochs={2 * epochs})"
+        )
+        tips.append(
+            "use a schedule that does not end at zero: train.scheduler.name=constant, or polynomial with train.scheduler.lr_end > 0"
+        )
     return tips
 
 
-@PLUGINS.register("diagnostics", "overfitting diagnostics: train-validation gap, verdict, advice (on by default)")
+@PLUGINS.register(
+    "diagnostics", "overfitting diagnostics: train-validation gap, verdict, advice (on by default)"
+)
 def build_diagnostics(cfg: Any) -> Plugin | None:
     section = cfg.regularization.diagnostics
     return OverfittingDiagnostics(section) if section.enabled else None

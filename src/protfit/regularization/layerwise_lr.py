@@ -24,7 +24,9 @@ class LayerwiseLR(Plugin):
 
     def learning_rates(self, layers: int) -> dict[Any, float]:
         """Group key -> LR: layer index i (-1 = embeddings) -> base * decay ** (layers - 1 - i)."""
-        rates: dict[Any, float] = {i: self.base_lr * self.cfg.decay ** (layers - 1 - i) for i in range(-1, layers)}
+        rates: dict[Any, float] = {
+            i: self.base_lr * self.cfg.decay ** (layers - 1 - i) for i in range(-1, layers)
+        }
         rates["top"] = self.base_lr
         rates["head"] = self.cfg.head_lr or self.base_lr
         return rates

@@ -54,13 +54,19 @@ def consistency(first: torch.Tensor, second: torch.Tensor, problem_type: str) ->
     """Symmetric divergence between two passes' predictions (0 when they agree)."""
     if problem_type == "single_label_classification":
         p, q = F.log_softmax(first, dim=-1), F.log_softmax(second, dim=-1)
-        kl = F.kl_div(p, q, log_target=True, reduction="batchmean") + F.kl_div(q, p, log_target=True, reduction="batchmean")
+        kl = F.kl_div(p, q, log_target=True, reduction="batchmean") + F.kl_div(
+            q, p, log_target=True, reduction="batchmean"
+        )
         return kl / 2
     if problem_type == "multi_label_classification":
         p, q = torch.sigmoid(first), torch.sigmoid(second)
         eps = 1e-6
-        kl_pq = p * (torch.log(p + eps) - torch.log(q + eps)) + (1 - p) * (torch.log(1 - p + eps) - torch.log(1 - q + eps))
-        kl_qp = q * (torch.log(q + eps) - torch.log(p + eps)) + (1 - q) * (torch.log(1 - q + eps) - torch.log(1 - p + eps))
+        kl_pq = p * (torch.log(p + eps) - torch.log(q + eps)) + (1 - p) * (
+            torch.log(1 - p + eps) - torch.log(1 - q + eps)
+        )
+        kl_qp = q * (torch.log(q + eps) - torch.log(p + eps)) + (1 - q) * (
+            torch.log(1 - q + eps) - torch.log(1 - p + eps)
+        )
         return (kl_pq + kl_qp).mean() / 2
     return (first - second).pow(2).mean()
 

@@ -128,7 +128,15 @@ def _builder(key: str, plugin: type[Plugin]) -> Any:
     return build
 
 
-PLUGINS.add("neftune", _builder("neftune", NEFTune), "NEFTune: uniform noise on input embeddings, scaled by length and width")
-PLUGINS.add("weight_noise", _builder("weight_noise", WeightNoise), "Gaussian noise on the weights during each step")
-PLUGINS.add("activation_noise", _builder("activation_noise", ActivationNoise), "Gaussian noise on the head's input")
+PLUGINS.add(
+    "neftune",
+    _builder("neftune", NEFTune),
+    "NEFTune: uniform noise on input embeddings, scaled by length and width",
+)
+PLUGINS.add(
+    "weight_noise", _builder("weight_noise", WeightNoise), "Gaussian noise on the weights during each step"
+)
+PLUGINS.add(
+    "activation_noise", _builder("activation_noise", ActivationNoise), "Gaussian noise on the head's input"
+)
 PLUGINS.add("gradient_noise", _builder("gradient_noise", GradientNoise), "annealed Gaussian gradient noise")

@@ -39,7 +39,9 @@ class DifferentialPrivacy(Plugin):
             raise RuntimeError("regularization.privacy needs Opacus: pip install opacus") from error
         model = parts.model
         trained_elsewhere = [
-            name for name, p in model.named_parameters() if p.requires_grad and name.split(".")[0] not in ("pooler", "head")
+            name
+            for name, p in model.named_parameters()
+            if p.requires_grad and name.split(".")[0] not in ("pooler", "head")
         ]
         if trained_elsewhere:
             raise ValueError(

@@ -30,7 +30,11 @@ class SAM(Plugin):
         """Move the weights to w + e in place; returns e per parameter (zeros where no gradient)."""
         adaptive = self.cfg.adaptive
         scaled = [(p.abs() * p.grad if adaptive else p.grad) for p in params if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in scaled])) if scaled else 0
+        norm = (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in scaled]))
+            if scaled
+            else 0
+        )
         steps = []
         for p in params:
             if p.grad is None:

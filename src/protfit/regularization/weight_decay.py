@@ -99,7 +99,9 @@ class L2SP(Plugin):
         self.anchor = dict(state["anchor"])
 
 
-@PLUGINS.register("weight_decay", "weight decay per component (backbone/pooler/head), decoupled or L2 in the loss")
+@PLUGINS.register(
+    "weight_decay", "weight decay per component (backbone/pooler/head), decoupled or L2 in the loss"
+)
 def build_weight_decay(cfg: Any) -> Plugin | None:
     section = cfg.regularization.weight_decay
     return ComponentWeightDecay(section, cfg.train.weight_decay) if section.enabled else None

@@ -4,11 +4,10 @@ refused at config validation, before any data or model loads."""
 from __future__ import annotations
 
 import pytest
+from reg_helpers import R, make_config
 
 from protfit.config import ConfigError, RunConfig
 from protfit.registry import PLUGINS
-
-from reg_helpers import R, make_config
 
 
 def test_defaults_leave_every_technique_off_but_the_diagnostics(tmp_path):
@@ -29,18 +28,58 @@ def test_every_field_is_described():
 @pytest.mark.parametrize(
     ("overrides", "method", "problem", "message"),
     [
-        ([R + "swa.enabled=true", R + "ema.enabled=true"], "full", "single_label_classification", "enable one"),
+        (
+            [R + "swa.enabled=true", R + "ema.enabled=true"],
+            "full",
+            "single_label_classification",
+            "enable one",
+        ),
         ([R + "label_smoothing.enabled=true"], "full", "regression", "for classification"),
-        ([R + "privacy.enabled=true"], "full", "single_label_classification", "supports model.method=freeze only"),
+        (
+            [R + "privacy.enabled=true"],
+            "full",
+            "single_label_classification",
+            "supports model.method=freeze only",
+        ),
         ([R + "privacy.enabled=true"], "lora", "single_label_classification", "Opacus cannot compute"),
-        ([R + "privacy.enabled=true", R + "sam.enabled=true"], "freeze", "single_label_classification", "cannot be combined with sam"),
+        (
+            [R + "privacy.enabled=true", R + "sam.enabled=true"],
+            "freeze",
+            "single_label_classification",
+            "cannot be combined with sam",
+        ),
         ([R + "l2_sp.enabled=true"], "freeze", "single_label_classification", "keeps the backbone frozen"),
-        ([R + "adversarial.enabled=true"], "freeze", "single_label_classification", "keeps the backbone frozen"),
-        ([R + "dropout.enabled=true", R + "dropout.hidden=0.2"], "freeze", "single_label_classification", "eval mode"),
-        ([R + "dropout.enabled=true", R + "dropout.layerwise_step=0.1"], "full", "single_label_classification", "needs the bottom"),
+        (
+            [R + "adversarial.enabled=true"],
+            "freeze",
+            "single_label_classification",
+            "keeps the backbone frozen",
+        ),
+        (
+            [R + "dropout.enabled=true", R + "dropout.hidden=0.2"],
+            "freeze",
+            "single_label_classification",
+            "eval mode",
+        ),
+        (
+            [R + "dropout.enabled=true", R + "dropout.layerwise_step=0.1"],
+            "full",
+            "single_label_classification",
+            "needs the bottom",
+        ),
         ([R + "augmentation.enabled=true"], "full", "single_label_classification", "every \\*_prob is 0"),
-        ([R + "dropout.enabled=true", R + "dropout.hidden=1.5"], "full", "single_label_classification", "less than 1"),
-        ([R + "emma.enabled=true"], "full", "single_label_classification", "unknown key 'regularization.emma'"),
+        (
+            [R + "dropout.enabled=true", R + "dropout.hidden=1.5"],
+            "full",
+            "single_label_classification",
+            "less than 1",
+        ),
+        (
+            [R + "emma.enabled=true"],
+            "full",
+            "single_label_classification",
+            "unknown key 'regularization.emma'",
+        ),
     ],
 )
 def test_impossible_combinations_are_refused(tmp_path, overrides, method, problem, message):
