@@ -14,8 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from protfit.regularization.config import RegularizationConfig, check_regularization
 from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, Registry, RegistryError
+from protfit.regularization.config import RegularizationConfig, check_regularization
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 
