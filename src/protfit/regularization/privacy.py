@@ -6,7 +6,7 @@ DPOptimizer clips each sample's gradient to ``max_grad_norm``, sums, adds Gaussi
 (noise, sampling rate = batch size / training rows, steps) into epsilon at ``delta``, reported per
 epoch (``dp_epsilon`` in the history) and in the summary.
 
-Limits, checked before any work: ``model.method=freeze`` only (the pooler and head train; per-sample
+Limits, checked before any work: one process, ``model.method=freeze`` only (the pooler and head train; per-sample
 gradients of transformer layers and PEFT adapters are not supported here), no gradient accumulation,
 no technique that adds passes or loss terms outside the per-sample gradients (SAM, R-Drop,
 adversarial, L2 in the loss, L2-SP), and no BatchNorm in pooler or head (Opacus refuses it). Batches
@@ -37,6 +37,11 @@ class DifferentialPrivacy(Plugin):
             from opacus.optimizers import DPOptimizer
         except ImportError as error:
             raise RuntimeError("regularization.privacy needs Opacus: pip install opacus") from error
+        if parts.accelerator.num_processes > 1:
+            raise ValueError(
+                "regularization.privacy runs in one process: each process would add its own noise to "
+                "gradients that DDP then averages; train without --num-processes"
+            )
         model = parts.model
         trained_elsewhere = [
             name
