@@ -447,4 +447,9 @@ def ignored_settings(cfg: RunConfig) -> list[tuple[str, str]]:
     scheduler_uses = set(SCHEDULERS.entry(schedule.name).options.get("uses", ()))
     for key in sorted(schedule.model_fields_set - {"name", "warmup_steps", "warmup_ratio"} - scheduler_uses):
         found.append((f"train.scheduler.{key}", f"train.scheduler.name={schedule.name} does not use it"))
+    for name in cfg.regularization.techniques():
+        section = getattr(cfg.regularization, name)
+        if not section.enabled:
+            for key in sorted(section.model_fields_set - {"enabled"}):
+                found.append((f"regularization.{name}.{key}", f"regularization.{name}.enabled is false"))
     return found

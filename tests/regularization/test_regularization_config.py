@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from reg_helpers import R, make_config
 
-from protfit.config import ConfigError, RunConfig
+from protfit.config import ConfigError, RunConfig, ignored_settings
 from protfit.registry import PLUGINS
 
 
@@ -85,3 +85,8 @@ def test_every_field_is_described():
 def test_impossible_combinations_are_refused(tmp_path, overrides, method, problem, message):
     with pytest.raises(ConfigError, match=message):
         make_config(tmp_path, tmp_path, *overrides, method=method, problem=problem)
+
+
+def test_settings_of_a_technique_that_is_off_are_reported(tmp_path):
+    cfg = make_config(tmp_path, tmp_path, R + "ema.decay=0.5", R + "sam.enabled=true", R + "sam.rho=0.1")
+    assert ignored_settings(cfg) == [("regularization.ema.decay", "regularization.ema.enabled is false")]

@@ -333,11 +333,13 @@ class RegularizationConfig(BaseModel):
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
 
+    def techniques(self) -> list[str]:
+        """Names of every technique sub-section (diagnostics excluded)."""
+        return [name for name in type(self).model_fields if name != "diagnostics"]
+
     def enabled(self) -> list[str]:
         """Names of the techniques that are on (diagnostics excluded)."""
-        return [
-            name for name in type(self).model_fields if name != "diagnostics" and getattr(self, name).enabled
-        ]
+        return [name for name in self.techniques() if getattr(self, name).enabled]
 
 
 # Methods whose backbone runs frozen (eval mode, no gradient): techniques that act inside the backbone
