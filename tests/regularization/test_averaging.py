@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from reg_helpers import R, make_config
 from safetensors.torch import load_file
@@ -87,3 +88,37 @@ def test_ema_is_the_running_average_and_is_saved(classification_data, tmp_path):
     assert expected and all(torch.allclose(best[k], expected[k], atol=1e-6) for k in expected)
     live = load_file(result.run_dir / "checkpoints" / "last" / "model.safetensors")
     assert not all(torch.equal(live[k], best[k]) for k in expected)  # `last` keeps the live weights
+
+
+class InterruptAfterFirst(Plugin):
+    name = "interrupt"
+
+    def on_epoch_end(self, state):
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_resume_equals_an_uninterrupted_run_with_stateful_and_random_techniques(
+    classification_data, tmp_path
+):
+    # SWA mid-anneal, gradient noise and augmentation draw random numbers or keep state across epochs
+    args = (
+        "train.epochs=2",
+        R + "swa.enabled=true",
+        R + "swa.start_epoch=1",
+        R + "swa.lr=0.001",
+        R + "swa.anneal_epochs=2",
+        R + "gradient_noise.enabled=true",
+        R + "augmentation.enabled=true",
+        R + "augmentation.mask_prob=0.5",
+    )
+    whole = train(make_config(classification_data, tmp_path / "a", *args))
+    with pytest.raises(KeyboardInterrupt):
+        train(make_config(classification_data, tmp_path / "b", *args), plugins=[InterruptAfterFirst()])
+    resumed = train(None, resume_from=tmp_path / "b" / "run")
+
+    def strip(rows):
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in rows]
+
+    assert strip(resumed.summary["history"]) == strip(whole.summary["history"])
+    assert resumed.summary["test_metrics"] == whole.summary["test_metrics"]

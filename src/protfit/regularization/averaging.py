@@ -98,7 +98,7 @@ class SWA(WeightAverage):
         anneal = sum(steps[self.cfg.start_epoch - 1 : self.cfg.start_epoch - 1 + self.cfg.anneal_epochs])
         share = 1.0 if anneal == 0 else min(1.0, (state.global_step - start + 1) / anneal)
         scheduler = state.parts.scheduler
-        lrs = [lr * (1 - share) + self.cfg.lr * share for lr in scheduler.get_last_lr()]
+        lrs = [lr * (1 - share) + self.cfg.lr * share for lr in _scheduled(scheduler)]
         for group, lr in zip(state.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
         # the history's `lr` column reads the scheduler; keep it truthful
@@ -160,6 +160,14 @@ class SWA(WeightAverage):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.average, self.count = dict(state["average"]), int(state["count"])
+
+
+def _scheduled(scheduler: Any) -> list[float]:
+    """The schedule's own LRs at its current step (not the SWA override kept in ``_last_lr``)."""
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if lambdas is None:
+        return list(scheduler.get_last_lr())
+    return [base * f(scheduler.last_epoch) for base, f in zip(scheduler.base_lrs, lambdas, strict=True)]
 
 
 @PLUGINS.register("ema", "exponential moving average of the weights (validated, tested and saved)")

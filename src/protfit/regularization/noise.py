@@ -115,9 +115,13 @@ class GradientNoise(Plugin):
     @torch.no_grad()
     def on_after_clip(self, state: TrainingState) -> None:
         std = self.std(state.global_step)
+        # a generator seeded by (seed, step): every process adds the same noise to its (already
+        # synchronised) gradients, so DDP replicas stay identical; a resumed run draws the same
+        generator = torch.Generator().manual_seed(state.config.train.seed * 1_000_003 + state.global_step)
         for p in state.model.parameters():
             if p.grad is not None:
-                p.grad.add_(torch.randn_like(p.grad) * std)
+                noise = torch.randn(p.grad.shape, generator=generator, dtype=p.grad.dtype)
+                p.grad.add_(noise.to(p.grad.device) * std)
 
 
 def _builder(key: str, plugin: type[Plugin]) -> Any:
