@@ -37,7 +37,8 @@ def test_unknown_key_names_key_and_allowed_keys(tmp_path):
 
 def test_unknown_top_level_section(tmp_path):
     with pytest.raises(
-        ConfigError, match="unknown key 'trian'.*allowed here: data, evaluation, model, output, train"
+        ConfigError,
+        match="unknown key 'trian'.*allowed here: data, evaluation, model, output, regularization, train",
     ):
         load_config(write(tmp_path, {**BASE, "trian": {}}))
 

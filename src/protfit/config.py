@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, TRACKERS, Registry, RegistryError
+from protfit.regularization.config import RegularizationConfig, check_regularization
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 
@@ -333,6 +334,10 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    regularization: RegularizationConfig = Field(
+        default_factory=RegularizationConfig,
+        description="Regularizers and overfitting diagnostics (docs/regularization.md)",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -351,6 +356,7 @@ class RunConfig(_Section):
                 f"train.early_stopping.monitor: '{monitor}' is not a {problem} metric; "
                 f"choose 'loss' or one of {allowed}"
             )
+        check_regularization(self)
         return self
 
     @property
@@ -495,4 +501,9 @@ def ignored_settings(cfg: RunConfig) -> list[tuple[str, str]]:
     scheduler_uses = set(SCHEDULERS.entry(schedule.name).options.get("uses", ()))
     for key in sorted(schedule.model_fields_set - {"name", "warmup_steps", "warmup_ratio"} - scheduler_uses):
         found.append((f"train.scheduler.{key}", f"train.scheduler.name={schedule.name} does not use it"))
+    for name in cfg.regularization.techniques():
+        section = getattr(cfg.regularization, name)
+        if not section.enabled:
+            for key in sorted(section.model_fields_set - {"enabled"}):
+                found.append((f"regularization.{name}.{key}", f"regularization.{name}.enabled is false"))
     return found

@@ -45,6 +45,8 @@ Training (``fit``); ``state`` is the live :class:`TrainingState`:
                                      checkpoints are written: add fields to ``state.epoch_record``.
 ``on_epoch_end(state)``              each epoch after its checkpoints and history row are written.
 ``on_train_end(state)``              once, after the last epoch (before testing).
+``summary_entries(summary)``         once, after fitting: a dict merged into ``summary.json`` (the
+                                     overfitting diagnostics, DP-SGD's epsilon).
 =================================== ==================================================================
 
 State: ``state_dict()`` returns a mapping of tensors and JSON values (nested dicts allowed) that
@@ -82,6 +84,7 @@ TRAINING_HOOKS = (
     "on_validation_end",
     "on_epoch_end",
     "on_train_end",
+    "summary_entries",
 )
 HOOKS = frozenset(SETUP_HOOKS + TRAINING_HOOKS)
 _NOT_HOOKS = frozenset({"state_dict", "load_state_dict"})
@@ -178,6 +181,9 @@ class Plugin:
     def on_epoch_end(self, state: TrainingState) -> None: ...
 
     def on_train_end(self, state: TrainingState) -> None: ...
+
+    def summary_entries(self, summary: dict[str, Any]) -> dict[str, Any]:
+        return {}
 
     # state
     def state_dict(self) -> dict[str, Any]:

@@ -142,7 +142,27 @@ ALIASES: Registry = Registry(
 )
 # Training plug-ins built from the config (regularizers and other loop techniques); each registers a
 # builder ``(cfg) -> Plugin | None`` that returns None when its section leaves it off.
-PLUGINS: Registry = Registry("training plug-in", "train.plugins", ("protfit.report.trackers",))
+PLUGINS: Registry = Registry(
+    "training plug-in",
+    "regularization",
+    (
+        "protfit.regularization.dropout",
+        "protfit.regularization.weight_decay",
+        "protfit.regularization.layerwise_lr",
+        "protfit.regularization.freezing",
+        "protfit.regularization.clipping",
+        "protfit.regularization.noise",
+        "protfit.regularization.losses",
+        "protfit.regularization.averaging",
+        "protfit.regularization.sam",
+        "protfit.regularization.lookahead",
+        "protfit.regularization.privacy",
+        "protfit.regularization.adversarial",
+        "protfit.regularization.augmentation",
+        "protfit.regularization.diagnostics",
+        "protfit.report.trackers",
+    ),
+)
 # Experiment trackers (output.trackers); each is also a PLUGINS entry that adds it when named.
 TRACKERS: Registry = Registry("experiment tracker", "output.trackers", ("protfit.report.trackers",))
 

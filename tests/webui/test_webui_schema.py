@@ -149,3 +149,19 @@ def test_a_field_added_to_the_config_appears_in_the_train_tab(
         ConfigError, match="'train.label_smoothing': Input should be less than or equal to 0.5"
     ):
         schema.build(raw)
+
+
+def test_a_regularizers_settings_show_only_while_it_is_on() -> None:
+    specs = {spec.key for spec in schema.field_specs()}
+    assert {"regularization.ema.enabled", "regularization.ema.decay"} <= specs
+    assert "regularization.ema.enabled" in schema.controlling_keys(schema.field_specs())
+    assert schema.is_visible("regularization.ema.enabled", {"regularization.ema.enabled": False})
+    assert not schema.is_visible("regularization.ema.decay", {"regularization.ema.enabled": False})
+    assert schema.is_visible("regularization.ema.decay", {"regularization.ema.enabled": True})
+    # a technique that is off writes none of its settings into the YAML
+    raw = schema.values_to_raw(schema.field_specs(), form_values(regularization__ema__decay=0.5))
+    assert "ema" not in raw.get("regularization", {})
+    raw = schema.values_to_raw(
+        schema.field_specs(), form_values(regularization__ema__enabled=True, regularization__ema__decay=0.5)
+    )
+    assert raw["regularization"]["ema"] == {"enabled": True, "decay": 0.5}

@@ -22,9 +22,14 @@ from protfit.report.run_dir import write_json
 def format_epoch_line(record: dict[str, Any], cfg: RunConfig, improved: bool) -> str:
     metrics = "  ".join(f"val_{name} {record[f'val_{name}']:.4f}" for name in cfg.metric_names)
     marker = "  *best*" if improved else ""
+    gap = (
+        f"  gap {record['gap_metric']:+.4f} overfitting {record['overfitting']}"
+        if "overfitting" in record
+        else ""
+    )
     return (
         f"epoch {record['epoch']}/{cfg.train.epochs}  train_loss {record['train_loss']:.4f}  "
-        f"val_loss {record['val_loss']:.4f}  {metrics}  lr {record['lr']:.2e}  "
+        f"val_loss {record['val_loss']:.4f}  {metrics}  lr {record['lr']:.2e}{gap}  "
         f"{record['epoch_time_s']:.1f}s{marker}"
     )
 
@@ -78,6 +83,14 @@ def report(
             print(f"verdict: {summary['verdict']}")
     else:
         print("no test split: test metrics skipped")
+    diagnosis = summary.get("diagnostics") or {}
+    if diagnosis.get("verdict") is not None:
+        late = "; undertrained (validation still improving at the end)" if diagnosis["undertrained"] else ""
+        print(
+            f"overfitting: {diagnosis['verdict']} (train - val {diagnosis['gap_metric']:+.4f} at the best epoch){late}"
+        )
+        for tip in diagnosis["advice"]:
+            print(f"  try: {tip}")
     for warning in summary.get("warnings", []):
         print(f"WARNING: {warning}")
     print(f"run folder: {run_dir}")

@@ -132,6 +132,8 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
     summary.update(model_stats=parts.stats, embedding_cache=parts.embedding_cache)
     if parts.lr_find is not None:
         summary["lr_find"] = parts.lr_find.as_dict()
+    for plugin in parts.plugins:  # plug-ins may add summary entries (overfitting diagnostics, DP epsilon)
+        summary.update(plugin.summary_entries(summary))
     tested = test(parts, run_dir, summary["best_epoch"])
     summary.update(tested.summary)
 

@@ -204,12 +204,25 @@ def controller(key: str) -> tuple[str, Registry, str] | None:
     return None
 
 
+def switch(key: str) -> str | None:
+    """``regularization.<technique>.enabled`` for the other settings of a technique: they show only
+    while the technique is on (the config's convention: a technique is on when ``enabled`` is true)."""
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "regularization" and parts[2] != "enabled":
+        return f"regularization.{parts[1]}.enabled"
+    return None
+
+
 def controlling_keys(specs: list[FieldSpec]) -> list[str]:
     keys = {rule[0] for spec in specs if (rule := controller(spec.key)) is not None}
+    keys |= {on for spec in specs if (on := switch(spec.key)) is not None}
     return [spec.key for spec in specs if spec.key in keys]
 
 
 def is_visible(key: str, values: dict[str, Any]) -> bool:
+    on = switch(key)
+    if on is not None and on in values:
+        return bool(values[on])
     rule = controller(key)
     if rule is None:
         return True

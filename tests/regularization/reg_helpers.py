@@ -1,0 +1,23 @@
+"""Helpers for the regularization tests (imported by name: the test folders are not packages)."""
+
+from __future__ import annotations
+
+from protfit.config import apply_overrides, build_config
+
+R = "regularization."
+
+
+def make_config(data_dir, out_dir, *overrides, problem="single_label_classification", method="full"):
+    raw = {
+        "data": {"path": str(data_dir), "problem_type": problem, "batch_size": 8},
+        "model": {"name": "tiny-esm2", "method": method, "head": {"hidden_dims": [16]}},
+        "train": {
+            "epochs": 1,
+            "learning_rate": 3e-3,
+            "progress": False,
+            "early_stopping": {"patience": None},
+        },
+        "evaluation": {"bootstrap": {"resamples": 10}, "baselines": {"enabled": False}},
+        "output": {"dir": str(out_dir), "name": "run"},
+    }
+    return build_config(apply_overrides(raw, list(overrides)))
