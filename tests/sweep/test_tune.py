@@ -63,3 +63,21 @@ def test_tune_resumes_after_a_kill_and_stays_within_its_budget(tmp_path: Path) -
     assert "| untuned (starting config) |" in closing and "| tuned, seed 42 |" in closing
     assert "| baseline: constant |" in closing
     assert (folder / "compare" / "compare.html").is_file()
+
+
+def test_an_overfitting_start_adds_regularizers_to_the_search_space(tmp_path):
+    from protfit.config import build_config
+    from protfit.sweep.tune import search_space
+
+    raw = {
+        "data": {"path": str(tmp_path), "problem_type": "single_label_classification"},
+        "model": {"name": "tiny-esm2"},
+    }
+    space, why = search_space(build_config(raw), 1e-3, "severe")
+    assert space["regularization.ema.enabled"]["choices"] == [False, True]
+    assert space["regularization.label_smoothing.enabled"]["choices"] == [False, True]
+    assert "ema and label_smoothing" in why
+    raw["data"]["problem_type"] = "regression"
+    space, _ = search_space(build_config(raw), 1e-3, "severe")
+    assert "regularization.label_smoothing.enabled" not in space
+    assert "regularization.ema.enabled" not in search_space(build_config(raw), 1e-3, "none")[0]

@@ -58,7 +58,9 @@ def search_space(base: RunConfig, suggestion: float, verdict: str) -> tuple[dict
     """(sweep space, why) for the base config, the range test's suggestion and the untuned verdict.
 
     overfitting (mild/severe): more regularization than the start: head dropout from the start's
-    value to 0.8, weight decay from the start's (at least 1e-4) to 0.3.
+    value to 0.8, weight decay from the start's (at least 1e-4) to 0.3, and the regularizers from the
+    regularization suite that cost no extra passes, each on or off: an EMA of the weights, and label
+    smoothing for classification.
     underfit: less: dropout 0 to the start's value, weight decay 1e-6 to the start's (at least 1e-5).
     otherwise (none, or no diagnosis): the `quick` preset's ranges, dropout 0-0.5, decay 1e-5-1e-1.
     """
@@ -75,6 +77,13 @@ def search_space(base: RunConfig, suggestion: float, verdict: str) -> tuple[dict
         why = f"the untuned run overfits ({verdict}): searching more dropout and weight decay than it had"
         space["model.head.dropout"] = {"type": "float", "low": dropout, "high": max(0.8, dropout)}
         space["train.weight_decay"] = {"type": "float", "low": max(decay, 1e-4), "high": 0.3, "log": True}
+        regularizers = ["ema"]
+        if base.data.problem_type != "regression":
+            regularizers.append("label_smoothing")
+        for name in regularizers:
+            if not getattr(base.regularization, name).enabled:
+                space[f"regularization.{name}.enabled"] = {"type": "categorical", "choices": [False, True]}
+        why += f", with {' and '.join(regularizers)} on or off"
     elif verdict == "underfit":
         why = "the untuned run underfits: searching less dropout and weight decay than it had"
         space["model.head.dropout"] = {"type": "float", "low": 0.0, "high": max(dropout, 0.05)}
