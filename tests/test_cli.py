@@ -1,6 +1,8 @@
 """The command line: the smoke example end to end, and user errors as one clear line (exit 2)."""
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,80 @@ def test_missing_arguments_are_reported(argv, capsys):
         code = main(argv)
         raise SystemExit(code)
     assert exit_info.value.code == 2
+
+
+def test_unknown_model_name_fails_at_once_with_suggestions_and_no_run_folder(tmp_path, capsys, monkeypatch):
+    import protfit.models.backbone  # imports are not what is timed
+    import protfit.training.train  # noqa: F401
+
+    monkeypatch.chdir(REPO)
+    started = time.perf_counter()
+    code = main(["train", "examples/smoke.yaml", "model.name=esm3", f"output.dir={tmp_path / 'runs'}"])
+    elapsed = time.perf_counter() - started
+    error = capsys.readouterr().err
+    assert code == 2 and elapsed < 1.0, elapsed
+    assert "model 'esm3' is not an alias" in error and "did you mean tiny-esm2" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_output_dir_stops_train_before_any_work(tmp_path, capsys, monkeypatch):
+    import protfit.training.train as recipe
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(recipe, "train", lambda *args, **kwargs: pytest.fail("train() must not start"))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode))
+    assert main(["train", "examples/smoke.yaml", f"output.dir={tmp_path / 'runs'}"]) == 2
+    error = capsys.readouterr().err
+    assert f"output.dir {tmp_path / 'runs'} is not writable" in error and "Traceback" not in error
+
+
+def test_a_diverging_loss_is_one_line_and_verbose_shows_the_traceback(capsys, monkeypatch):
+    import protfit.training.train as recipe
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("training loss became nan in epoch 1; lower train.learning_rate")
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(recipe, "train", diverge)
+    assert main(["train", "examples/smoke.yaml"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error.strip()
+        == "protfit train: error: training loss became nan in epoch 1; lower train.learning_rate"
+    )
+    with pytest.raises(FloatingPointError):
+        main(["-v", "train", "examples/smoke.yaml"])
+
+
+def test_a_permission_error_names_the_path(capsys, monkeypatch):
+    import protfit.training.train as recipe
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "runs/smoke/history.csv")
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(recipe, "train", refuse)
+    assert main(["train", "examples/smoke.yaml"]) == 2
+    error = capsys.readouterr().err
+    assert "runs/smoke/history.csv: permission denied" in error and "Errno" not in error
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("missing/dir/out.csv", "folder {tmp}/missing/dir does not exist"), (".", "-o {tmp} is a folder")],
+)
+def test_predict_checks_its_output_path_before_predicting(tmp_path, capsys, target, message):
+    # The run folder is not even a run: the output path is checked before anything loads.
+    output = (tmp_path / target).resolve() if target == "." else tmp_path / target
+    code = main(["predict", str(tmp_path / "no-run"), "seqs.fasta", "-o", str(output)])
+    error = capsys.readouterr().err
+    assert code == 2 and message.format(tmp=tmp_path) in error and "Traceback" not in error
+
+
+def test_eval_output_onto_an_existing_file_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "taken").write_text("")
+    assert main(["eval", str(tmp_path / "no-run"), "-o", str(tmp_path / "taken")]) == 2
+    error = capsys.readouterr().err
+    assert f"-o {tmp_path / 'taken'} is a file" in error and "Errno" not in error

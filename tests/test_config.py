@@ -153,3 +153,20 @@ def test_settings_the_choice_ignores_are_listed_by_key(tmp_path):
         ["model.method=lora", "model.lora.r=16", "model.pooler=attention1d", "model.pooler_dropout=0.5"],
     )
     assert ignored_settings(used) == []
+
+
+@pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "a/b", "..", ".", "a\\b"])
+def test_output_name_cannot_leave_output_dir(tmp_path, name):
+    with pytest.raises(ConfigError, match="must be a plain folder name inside output.dir"):
+        load_config(write(tmp_path, {**BASE, "output": {"name": name}}))
+    assert load_config(write(tmp_path, {**BASE, "output": {"name": "run-1.v2"}})).output.name == "run-1.v2"
+
+
+def test_a_metric_error_does_not_print_the_whole_config(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, BASE), ["evaluation.metrics=[spearman]"])
+    message = str(error.value)
+    assert "'spearman' is not a single_label_classification metric" in message
+    assert "some/folder" not in message and "got {" not in message  # no dump of the config dict
+    with pytest.raises(ConfigError, match=r"\(got 0\)"):  # a scalar input is still shown
+        load_config(write(tmp_path, BASE), ["train.epochs=0"])

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from protfit.config import ConfigError
 
+# Expected failures: one line and exit code 2 (`-v` shows the traceback). OSError covers missing
+# files, existing folders and permissions; FloatingPointError is a diverging loss.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
-    FileNotFoundError,
-    FileExistsError,
+    OSError,
     RuntimeError,
     ValueError,
+    FloatingPointError,
 )
 
 
@@ -34,14 +36,48 @@ def _launch_processes(argv: list[str], processes: int) -> int:
     return subprocess.call([*command, "-m", "protfit", *argv], env=env)
 
 
-def _train(args: argparse.Namespace) -> None:
-    from protfit.training.train import train
+def _describe(error: BaseException) -> str:
+    """An OSError raised by the system reads `[Errno 17] File exists: 'x'`; say it in words with the path."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        target = str(error.filename) + (f" -> {error.filename2}" if error.filename2 is not None else "")
+        hint = (
+            " (check the folder's permissions, or choose another folder)"
+            if isinstance(error, PermissionError)
+            else ""
+        )
+        return f"{target}: {error.strerror.lower()}{hint}"
+    return str(error)
 
+
+def _check_before_training(args: argparse.Namespace) -> None:
+    """Everything that can be refused in a second is refused before data or models load, and before
+    a run folder exists: an unknown model name, an output folder that cannot be written."""
+    from protfit.config import load_config
+    from protfit.models.backbone import resolve_model_or_fail
+    from protfit.report.run_dir import CONFIG_FILE, ensure_writable
+
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        if not (run_dir / CONFIG_FILE).is_file():
+            return  # train() says it is not a run folder
+        ensure_writable(run_dir, "run folder")
+        ensure_writable(run_dir / "checkpoints", "checkpoint folder")
+        cfg = load_config(run_dir / CONFIG_FILE, args.overrides)
+    else:
+        cfg = load_config(args.config, args.overrides)
+        ensure_writable(cfg.output.dir, "output.dir")
+    resolve_model_or_fail(cfg.model.name)
+
+
+def _train(args: argparse.Namespace) -> None:
     if args.resume is None and args.config is None:
         raise ConfigError("give a CONFIG.yaml to train, or --resume RUN_DIR to continue a run")
     if args.resume is not None and args.config is not None:
         # `protfit train --resume RUN_DIR key=value`: the first positional is an override, not a file
         args.overrides.insert(0, args.config)
+    _check_before_training(args)
+    from protfit.training.train import train
+
     train(args.config if args.resume is None else None, args.overrides, resume_from=args.resume)
 
 
@@ -49,7 +85,12 @@ def _eval(args: argparse.Namespace) -> None:
     from protfit.data.loading import load_dataset_splits
     from protfit.inference import load, read_labelled
     from protfit.report.confidence import format_with_interval
+    from protfit.report.run_dir import ensure_output_folder
 
+    if args.output:
+        ensure_output_folder(args.output, "-o")
+    else:
+        ensure_output_folder(Path(args.run_dir) / "eval", "eval folder")
     model = load(args.run_dir)
     if args.data is not None:
         frame, label = read_labelled(model, args.data), Path(args.data).stem
@@ -71,7 +112,9 @@ def _eval(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from protfit.data.loading import read_sequences
     from protfit.inference import load
+    from protfit.report.run_dir import ensure_output_file
 
+    ensure_output_file(args.output, "-o")  # before minutes of predicting, not after
     model = load(args.run_dir)
     frame = read_sequences(args.input, model.config.data, num_labels=model.num_labels)
     table = model.predict(frame, output_csv=args.output, progress=True)
@@ -90,7 +133,159 @@ def _export(args: argparse.Namespace) -> None:
 def _models(args: argparse.Namespace) -> None:
     from protfit.models.catalog import format_model_catalog
 
-    print(format_model_catalog())
+    print(format_model_catalog(markdown=args.markdown), end="\n" if not args.markdown else "")
+
+
+# ---- sweep and lr-find (src/protfit/sweep) -------------------------------------------------------
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from protfit.sweep.config import build_sweep_config, load_sweep_config
+    from protfit.sweep.presets import describe_presets
+    from protfit.sweep.study import open_sweep_folder, prepare_sweep, run_sweep
+
+    if args.list_presets:
+        print(describe_presets())
+        return
+    if args.sweep_file is not None and "=" in args.sweep_file and not Path(args.sweep_file).is_file():
+        args.overrides.insert(0, args.sweep_file)  # `--preset quick --base run.yaml n_trials=10`
+        args.sweep_file = None
+    if args.resume is not None:
+        if args.sweep_file is not None:
+            args.overrides.insert(0, args.sweep_file)  # `--resume DIR n_trials=30`: an override, not a file
+        sweep = open_sweep_folder(args.resume, args.overrides)
+        run_sweep(sweep, resume=True)
+        return
+    extra = [
+        f"{key}={value}"
+        for key, value in (("study.storage", args.storage), ("study.name", args.study))
+        if value
+    ]
+    extra += [f"preset={args.preset}"] if args.preset else []
+    if args.sweep_file is not None:
+        if args.base is not None:
+            raise ConfigError("give --base only without a SWEEP.yaml (the sweep file names its base)")
+        config = load_sweep_config(args.sweep_file, [*args.overrides, *extra])
+        source = args.sweep_file
+    else:
+        if args.base is None or args.preset is None:
+            raise ConfigError("give a SWEEP.yaml, or --preset NAME --base RUN.yaml, or --resume SWEEP_DIR")
+        from protfit.config import apply_overrides
+
+        config = build_sweep_config(
+            apply_overrides({"base": args.base}, [*args.overrides, *extra]), "command line"
+        )
+        source = "command line"
+    run_sweep(prepare_sweep(config, source))
+
+
+def _lr_find(args: argparse.Namespace) -> None:
+    from protfit.sweep.lr_find import SUGGESTION_RULES, RangeTestSettings, lr_find
+
+    settings = RangeTestSettings(args.start_lr, args.end_lr, args.num_steps, args.rule)
+    result, folder = lr_find(args.config, args.overrides, settings=settings, out_dir=args.output)
+    print(
+        f"range test {result.start_lr:.0e} -> {result.end_lr:.0e}: {len(result.learning_rates)} steps, {result.stopped}"
+    )
+    print(f"suggested learning rate: {result.suggestion:.3g}  ({SUGGESTION_RULES[result.rule]})")
+    print(f"curve: {folder / 'lr_find.csv'}  plot: {folder / 'lr_find.png'}")
+    print(f"use it: protfit train {args.config} train.learning_rate={result.suggestion:.3g}  (or =auto)")
+
+
+def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
+    lr = commands.add_parser(
+        "lr-find", help="learning-rate range test: loss over an exponential LR ramp, a suggested rate"
+    )
+    lr.add_argument("config", help="YAML run config (the run is built exactly as `protfit train` would)")
+    lr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.method=lora")
+    lr.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate (default 1e-7)")
+    lr.add_argument("--end-lr", type=float, default=1.0, help="last learning rate (default 1)")
+    lr.add_argument("--num-steps", type=int, default=100, help="mini-batches of the ramp (default 100)")
+    lr.add_argument(
+        "--rule",
+        choices=["steepest", "min_div_10", "divergence_div_10"],
+        default="steepest",
+        help="steepest: steepest descent of the smoothed loss (default); min_div_10: minimum / 10; "
+        "divergence_div_10: where it diverged / 10 (used automatically when the curve is flat)",
+    )
+    lr.add_argument(
+        "-o", "--output", help="folder for lr_find.csv/.png/.json (default: output.dir/lr-find-...)"
+    )
+    lr.set_defaults(handler=_lr_find)
+
+    sweep = commands.add_parser("sweep", help="hyper-parameter search (Optuna); every trial is a run folder")
+    sweep.add_argument("sweep_file", nargs="?", metavar="SWEEP.yaml", help="sweep file (docs/sweeps.md)")
+    sweep.add_argument("overrides", nargs="*", help="dotted overrides of the sweep file, e.g. n_trials=10")
+    sweep.add_argument(
+        "--resume", metavar="SWEEP_DIR", help="continue a sweep (accepts n_trials= n_jobs= timeout=)"
+    )
+    sweep.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db")
+    sweep.add_argument("--study", help="study name in the storage (workers with the same name share it)")
+    sweep.add_argument("--preset", help="ready-made search space (see --list-presets)")
+    sweep.add_argument("--base", metavar="RUN.yaml", help="with --preset and no sweep file: the run config")
+    sweep.add_argument("--list-presets", action="store_true", help="print the presets and their ranges")
+    sweep.set_defaults(handler=_sweep)
+
+
+def _webui(args: argparse.Namespace) -> None:
+    import os
+
+    # Gradio's upload/download cache inside the workspace too (read by gradio when it is imported)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(args.workspace).expanduser().resolve() / ".gradio"))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        from protfit.webui.app import serve
+    except ModuleNotFoundError as error:
+        raise RuntimeError(f'the web UI needs {error.name}: pip install "protfit[webui]"') from None
+
+    serve(args.workspace, host=args.host, port=args.port, share=args.share, auth=args.auth)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from protfit.report.compare import (
+        compare_runs,
+        default_output_dir,
+        markdown_table,
+        recommendation_yaml,
+        terminal_table,
+        write_outputs,
+    )
+
+    comparison = compare_runs(args.runs)
+    if args.format == "markdown":
+        print(markdown_table(comparison))
+    elif args.format == "csv":
+        from protfit.report.compare import csv_frame
+
+        print(csv_frame(comparison).to_csv(index=False), end="")
+    else:
+        print(terminal_table(comparison))
+    out_dir = Path(args.output) if args.output else default_output_dir(comparison, args.runs)
+    written = write_outputs(comparison, out_dir)
+    print(f"written: {', '.join(str(path) for path in written.values())}", file=sys.stderr)
+    if args.recommend:
+        if comparison.recommended is None:
+            print("no run has a validation value: nothing to recommend")
+            return
+        print()
+        print(recommendation_yaml(comparison), end="")
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from protfit.sweep.lr_find import RangeTestSettings
+    from protfit.sweep.tune import start_tune, tune
+
+    if args.resume is None:
+        if args.config is None or args.budget is None:
+            raise ConfigError("give CONFIG.yaml --budget N to start a tune, or --resume TUNE_DIR")
+        from protfit.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        folder = Path(args.output) if args.output else Path(cfg.output.dir) / f"tune-{Path(args.config).stem}"
+        start_tune(cfg, args.budget, folder)
+    else:
+        folder = Path(args.resume)
+    tune(folder, range_test=RangeTestSettings(num_steps=args.lr_steps))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +344,59 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     models = commands.add_parser("models", help="list model families and aliases, and what works offline")
+    models.add_argument("--markdown", action="store_true", help="as Markdown (docs/components.md)")
     models.set_defaults(handler=_models)
+    add_sweep_commands(commands)
+
+    webui = commands.add_parser(
+        "webui", help="web UI: train, tune, compare and predict in the browser (docs/webui.md)"
+    )
+    webui.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
+    )
+    webui.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    webui.add_argument("--auth", metavar="USER:PASSWORD", help="require this login")
+    webui.add_argument(
+        "--workspace", default=".", metavar="DIR", help="folder the UI reads and writes (default: .)"
+    )
+    webui.add_argument("--share", action="store_true", help="also create a public Gradio share link")
+    webui.set_defaults(handler=_webui)
+
+    compare = commands.add_parser(
+        "compare",
+        help="table of runs (or a sweep's trials): settings that differ, validation, gap, verdict, stars",
+    )
+    compare.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR", help="run folders, a sweep folder, or a folder of runs"
+    )
+    compare.add_argument(
+        "--recommend", action="store_true", help="print the recommended config as YAML and the reason"
+    )
+    compare.add_argument(
+        "--format",
+        choices=["table", "markdown", "csv"],
+        default="table",
+        help="what to print (default: table)",
+    )
+    compare.add_argument(
+        "-o",
+        "--output",
+        help="folder for compare.md/.csv/.html and recommended.yaml (default: SWEEP_DIR/compare, or compare/ beside the runs)",
+    )
+    compare.set_defaults(handler=_compare)
+
+    tune_parser = commands.add_parser(
+        "tune", help="untuned run, LR range test, sweep, comparison, final run of the recommended config"
+    )
+    tune_parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="the starting run config")
+    tune_parser.add_argument("overrides", nargs="*", help="dotted overrides of the run config")
+    tune_parser.add_argument("--budget", type=int, metavar="N", help="sweep trials")
+    tune_parser.add_argument("-o", "--output", help="tune folder (default: output.dir/tune-<config name>)")
+    tune_parser.add_argument("--resume", metavar="TUNE_DIR", help="continue a tune where it stopped")
+    tune_parser.add_argument(
+        "--lr-steps", type=int, default=100, help="mini-batches of the LR range test (default 100)"
+    )
+    tune_parser.set_defaults(handler=_tune)
     return parser
 
 
@@ -185,11 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         if args.verbose:
             raise
-        print(f"protfit {args.command}: error: {error}", file=sys.stderr)
+        print(f"protfit {args.command}: error: {_describe(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        terminated = type(interrupt).__name__ == "RunInterrupted"  # SIGTERM during a run
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     return 0
 
 

@@ -8,13 +8,14 @@ keys that are allowed there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, Registry, RegistryError
+from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, TRACKERS, Registry, RegistryError
 from protfit.regularization.config import RegularizationConfig, check_regularization
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
@@ -258,7 +259,11 @@ class EarlyStoppingConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0)
+    learning_rate: Annotated[float, Field(gt=0.0)] | Literal["auto"] = Field(
+        1e-3,
+        description="Peak learning rate; auto: run the learning-rate range test first and use its "
+        "suggestion (recorded in config.yaml and summary.json, see docs/sweeps.md)",
+    )
     weight_decay: float = Field(0.01, ge=0.0)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0.0)
@@ -293,7 +298,34 @@ class EvaluationConfig(_Section):
 class OutputConfig(_Section):
     dir: str = "runs"
     name: str | None = Field(None, description="Run folder name; None: <model>-<method>-<timestamp>")
-    overwrite: bool = Field(False, description="Allow writing into an existing run folder")
+    overwrite: bool = Field(
+        False, description="Replace an existing run folder: the old one is deleted, nothing of it is kept"
+    )
+    trackers: list[str] = Field(
+        default_factory=list,
+        description="Experiment trackers to log to: any of tensorboard, wandb, mlflow (docs/compare.md)",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _stays_inside_dir(cls, name: str | None) -> str | None:
+        # The run folder must be a direct child of output.dir: overwrite deletes it, so a name that
+        # climbs out (`../x`, `/abs`) could delete or mix into folders that are not runs.
+        if name is None:
+            return name
+        if name in ("", ".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
+            raise ValueError(
+                f"output.name '{name}' must be a plain folder name inside output.dir (no '/', '\\', "
+                "'.' or '..'); put the parent folders in output.dir"
+            )
+        return name
+
+    @field_validator("trackers")
+    @classmethod
+    def _known_trackers(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"output.trackers names a tracker twice: {names}")
+        return [_registered(TRACKERS, name) for name in names]
 
 
 class RunConfig(_Section):
@@ -379,19 +411,38 @@ def _allowed_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str
     return sorted(model.model_fields)
 
 
-def _format_validation_error(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+def _shown_input(value: Any) -> str:
+    # A model-level validator's input is the whole section (for RunConfig: the whole config), which
+    # buries the message; only a short scalar says something the message does not.
+    if isinstance(value, dict | list | tuple | set) or len(repr(value)) > 80:
+        return ""
+    return f" (got {value!r})"
+
+
+def format_validation_error(
+    error: ValidationError,
+    title: str,
+    allowed_keys: Callable[[tuple[Any, ...]], list[str]],
+    messages: dict[str, str] | None = None,
+) -> str:
+    """One line per problem: unknown keys with the keys allowed there, missing keys, bad values (with
+    the input only when it is short). ``messages`` replaces pydantic's text for some error types.
+    Shared by the run config and the sweep file."""
+    lines = [f"{title}:"]
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"])
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(RunConfig, item["loc"])
-            lines.append(f"  - unknown key '{location}'; allowed here: {', '.join(allowed)}")
+            lines.append(
+                f"  - unknown key '{location}'; allowed here: {', '.join(allowed_keys(item['loc']))}"
+            )
         elif item["type"] == "missing":
             lines.append(f"  - missing required key '{location}'")
+        elif messages and item["type"] in messages:
+            lines.append(f"  - '{location}': {messages[item['type']]}")
         else:
             message = item["msg"].removeprefix("Value error, ")
             where = f"'{location}': " if location else ""
-            lines.append(f"  - {where}{message} (got {item.get('input')!r})")
+            lines.append(f"  - {where}{message}{_shown_input(item.get('input'))}")
     return "\n".join(lines)
 
 
@@ -399,7 +450,10 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(error, source)) from None
+        title = f"invalid configuration ({source})"
+        raise ConfigError(
+            format_validation_error(error, title, lambda location: _allowed_keys(RunConfig, location))
+        ) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

@@ -25,7 +25,7 @@ from protfit.models.methods import apply_method
 from protfit.models.protein_model import ProteinModel, build_model, load_trainable_state_dict
 from protfit.report.confidence import metrics_with_intervals
 from protfit.report.run_dir import CONFIG_FILE, read_json, write_json
-from protfit.training.checkpoint import load_model_state
+from protfit.training.checkpoint import load_model_state, recover_checkpoint
 from protfit.training.evaluation import (
     LabelScaling,
     evaluate,
@@ -176,7 +176,7 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a protfit run folder (no {CONFIG_FILE})")
-    if not (run_dir / "checkpoints" / checkpoint).is_dir():
+    if not recover_checkpoint(run_dir / "checkpoints" / checkpoint):  # repairs a kill mid-replacement
         raise FileNotFoundError(
             f"{run_dir} has no '{checkpoint}' checkpoint yet (was the run interrupted before epoch 1 ended?)"
         )

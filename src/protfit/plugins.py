@@ -96,6 +96,7 @@ class TrainingState:
     run_dir: Any
     epoch: int = 0
     global_step: int = 0
+    last_loss: float | None = None  # the last optimizer step's training loss (trackers log it)
     epoch_record: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,7 +1,7 @@
 """One generic registry for every pluggable component (timm's pattern).
 
-Methods, poolers, heads, schedulers, metrics, model families, aliases and training plug-ins
-(regularizers) each live in a :class:`Registry`. A component registers with one decorator::
+Methods, poolers, heads, schedulers, metrics, model families, aliases, training plug-ins
+(regularizers) and experiment trackers each live in a :class:`Registry`. A component registers with one decorator::
 
     @POOLERS.register("mean", "average of the residue states")
     def mean_pooler(hidden_size, cfg): ...
@@ -144,8 +144,9 @@ ALIASES: Registry = Registry(
 # builder ``(cfg) -> Plugin | None`` that returns None when its section leaves it off.
 PLUGINS: Registry = Registry(
     "training plug-in",
-    "regularization",
+    "train.plugins",
     (
+        "protfit.report.trackers",
         "protfit.regularization.dropout",
         "protfit.regularization.weight_decay",
         "protfit.regularization.layerwise_lr",
@@ -162,6 +163,8 @@ PLUGINS: Registry = Registry(
         "protfit.regularization.diagnostics",
     ),
 )
+# Experiment trackers (output.trackers); each is also a PLUGINS entry that adds it when named.
+TRACKERS: Registry = Registry("experiment tracker", "output.trackers", ("protfit.report.trackers",))
 
 
 def list_registries() -> dict[str, Registry]:
@@ -174,4 +177,5 @@ def list_registries() -> dict[str, Registry]:
         "families": FAMILIES,
         "aliases": ALIASES,
         "plugins": PLUGINS,
+        "trackers": TRACKERS,
     }

@@ -247,3 +247,34 @@ def test_validate_sequences_for_in_memory_frames(tmp_path: Path) -> None:
     assert frame["aa_seq"].tolist() == ["MKT", "GG"] and frame["name"].tolist() == ["seq_1", "seq_2"]
     with pytest.raises(DataError, match=r"^sequences, row 2, field 'aa_seq': unknown residue 'J'"):
         validate_sequences(pd.DataFrame({"aa_seq": ["MK", "MJ"]}), cfg)
+
+
+@pytest.mark.parametrize(
+    ("filename", "content"),
+    [
+        ("query.csv", "aa_seq,label,label\nMKTAYI,0,1\n"),
+        ("query.tsv", "aa_seq\tlabel\tlabel\nMKTAYI\t0\t1\n"),
+        ("query.json", '[{"aa_seq": "MKTAYI", "label": 0, "label": 1}]'),
+        ("query.jsonl", '{"aa_seq": "MKTAYI", "label": 0, "label": 1}\n'),
+    ],
+)
+def test_duplicated_columns_are_refused_not_dropped(tmp_path: Path, filename: str, content: str) -> None:
+    path = tmp_path / filename
+    path.write_text(content)
+    with pytest.raises(DataError, match=rf"{filename}, field 'label': column 'label' appears 2 times"):
+        read_sequences(path, config(tmp_path))
+
+
+def test_duplicated_parquet_columns_and_fasta_keys_are_refused(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        [pa.array(["MKTAYI"]), pa.array(["0"]), pa.array(["1"])], names=["aa_seq", "label", "label"]
+    )
+    pq.write_table(table, tmp_path / "query.parquet")
+    with pytest.raises(DataError, match="query.parquet, field 'label': column 'label' appears 2 times"):
+        read_sequences(tmp_path / "query.parquet", config(tmp_path))
+    (tmp_path / "query.fasta").write_text(">q1 label=0\nMKT\n>q2 label=0 label=1\nMKT\n")
+    with pytest.raises(DataError, match="query.fasta, row 2, field 'label': 'label=' appears twice"):
+        read_sequences(tmp_path / "query.fasta", config(tmp_path))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,8 @@ import torch
 import transformers
 
 from protfit.config import ModelConfig
-from protfit.models.backbone import STANDARD_RESIDUES, ModelError, load_backbone
+from protfit.models import backbone as backbone_module
+from protfit.models.backbone import STANDARD_RESIDUES, ModelError, load_backbone, resolve_model_or_fail
 from protfit.models.tiny import build_tiny_model
 
 SEQUENCE = "MKTAYIAKQRQISFVKSHFSRQ"
@@ -151,3 +153,36 @@ def test_weights_missing_from_the_checkpoint_warn(tmp_path):
     (folder / "config.json").write_text(json.dumps(config | {"num_hidden_layers": 3}))
     with pytest.warns(UserWarning, match="were not in its checkpoint and start random"):
         load_backbone(ModelConfig(name=str(Path(folder))))
+
+
+def test_a_bare_unknown_name_fails_at_once_with_suggestions(monkeypatch):
+    monkeypatch.setattr(backbone_module, "hub_reachable", lambda: pytest.fail("no hub check for a bare name"))
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match="model 'esm3' is not an alias.*did you mean tiny-esm2") as caught:
+        resolve_model_or_fail("esm3")
+    assert time.perf_counter() - started < 1.0
+    assert "antiberty" in str(caught.value) and "onehot" in str(caught.value)  # the aliases are listed
+
+
+def test_resolve_accepts_aliases_folders_and_reachable_or_cached_hub_ids(tmp_path, monkeypatch):
+    assert resolve_model_or_fail("Tiny-ESM2") == "alias" and resolve_model_or_fail("onehot") == "alias"
+    (tmp_path / "config.json").write_text("{}")
+    assert resolve_model_or_fail(str(tmp_path)) == "folder"
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_model_or_fail(str(tmp_path / "missing"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(backbone_module, "hub_reachable", lambda: True)
+    assert resolve_model_or_fail("facebook/esm2_t6_8M_UR50D") == "hub"
+    monkeypatch.setattr(backbone_module, "hub_reachable", lambda: False)
+    with pytest.raises(ModelError, match="could not be found locally.*hub cannot be reached"):
+        resolve_model_or_fail("facebook/esm2_t6_8M_UR50D")
+    monkeypatch.setattr(backbone_module, "_in_hub_cache", lambda name: True)
+    assert resolve_model_or_fail("facebook/esm2_t6_8M_UR50D") == "hub"  # cached: works offline
+
+
+def test_an_uncached_hub_id_offline_fails_in_under_a_second(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match="HF_HUB_OFFLINE is set"):
+        load_backbone(ModelConfig(name="facebook/esm2_t6_8M_UR50D"))
+    assert time.perf_counter() - started < 1.0

@@ -15,7 +15,7 @@ def test_defaults_leave_every_technique_off_but_the_diagnostics(tmp_path):
     assert cfg.regularization.enabled() == []
     assert cfg.regularization.diagnostics.enabled
     # one registry entry per config sub-section
-    assert set(PLUGINS.names()) == set(type(cfg.regularization).model_fields)
+    assert set(type(cfg.regularization).model_fields) <= set(PLUGINS.names())
 
 
 def test_every_field_is_described():

@@ -141,6 +141,14 @@ def test_format_with_interval() -> None:
     assert format_with_interval(1.5) == "1.500"
 
 
+def test_small_values_keep_significant_digits() -> None:
+    # an mse in small units used to print as 0.000 [0.000, 0.000]
+    assert format_with_interval(0.0001234, (0.0000987, 0.0001502)) == "0.0001234 [9.87e-05, 0.0001502]"
+    assert format_with_interval(0.004) == "0.004"
+    assert format_with_interval(0.0, (0.0, 0.0)) == "0.000 [0.000, 0.000]"
+    assert format_with_interval(0.05, (0.004, 0.09)) == "0.050 [0.004, 0.090]"
+
+
 def test_bad_names_are_refused() -> None:
     outputs, targets = _data(REGRESSION, 20, 1)
     with pytest.raises(ValueError, match="choose from"):

@@ -1,9 +1,21 @@
+import os
 import random
 
 import numpy as np
+import pytest
 import torch
 
-from protfit.training.checkpoint import load_model_state, load_training_state, save_checkpoint
+from protfit.training import checkpoint as checkpoint_module
+from protfit.training.checkpoint import (
+    CheckpointOwnerError,
+    check_checkpoint_owner,
+    checkpoint_run_id,
+    is_complete,
+    load_model_state,
+    load_training_state,
+    recover_checkpoint,
+    save_checkpoint,
+)
 
 
 def make_training_objects():
@@ -55,6 +67,75 @@ def test_checkpoint_files_are_safetensors_and_json_only(tmp_path):
     take_steps(model, optimizer, scheduler, 1)
     save_checkpoint(tmp_path / "last", model.state_dict(), optimizer=optimizer, scheduler=scheduler)
     names = sorted(path.name for path in (tmp_path / "last").iterdir())
-    assert names == ["model.safetensors", "training_state.json", "training_state.safetensors"]
+    assert names == [
+        "checkpoint.json",
+        "model.safetensors",
+        "training_state.json",
+        "training_state.safetensors",
+    ]
     save_checkpoint(tmp_path / "last", model.state_dict())  # overwrite in place leaves no staging folders
     assert sorted(path.name for path in tmp_path.iterdir()) == ["last"]
+
+
+def crash_between_the_renames(monkeypatch):
+    """Make the second os.replace of a checkpoint replacement fail, like a kill right there."""
+    real_replace, calls = os.replace, []
+
+    def replace(source, target):
+        calls.append((source, target))
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        real_replace(source, target)
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+
+
+def test_a_kill_between_the_renames_is_repaired_on_load(tmp_path, monkeypatch):
+    model, optimizer, scheduler = make_training_objects()
+    save_checkpoint(
+        tmp_path / "last", model.state_dict(), optimizer=optimizer, scheduler=scheduler, progress={"epoch": 1}
+    )
+    take_steps(model, optimizer, scheduler, 1)
+    with monkeypatch.context() as patch:
+        crash_between_the_renames(patch)
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(
+                tmp_path / "last",
+                model.state_dict(),
+                optimizer=optimizer,
+                scheduler=scheduler,
+                progress={"epoch": 2},
+            )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.old", "last.tmp"]
+    assert is_complete(tmp_path / "last.tmp") and is_complete(tmp_path / "last.old")
+    state = load_model_state(tmp_path / "last")  # the newer, complete `last.tmp` is moved into place
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value)
+    assert load_training_state(tmp_path / "last", optimizer, scheduler) == ({"epoch": 2}, {})
+    save_checkpoint(tmp_path / "last", model.state_dict())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last"]
+
+
+def test_an_incomplete_staging_folder_is_never_used(tmp_path):
+    model, _, _ = make_training_objects()
+    save_checkpoint(tmp_path / "last", model.state_dict(), progress={"epoch": 1})
+    os.replace(tmp_path / "last", tmp_path / "last.old")
+    (tmp_path / "last.tmp").mkdir()  # cut off mid-write: no marker
+    (tmp_path / "last.tmp" / "model.safetensors").write_bytes(b"partial")
+    assert recover_checkpoint(tmp_path / "last")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last", "last.tmp"]
+    load_model_state(tmp_path / "last")
+    (tmp_path / "last" / "model.safetensors").write_bytes(b"x")  # a half-deleted folder: sizes differ
+    os.replace(tmp_path / "last", tmp_path / "gone.old")
+    assert not recover_checkpoint(tmp_path / "gone")
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    model, _, _ = make_training_objects()
+    save_checkpoint(tmp_path / "last", model.state_dict(), run_id="run-a")
+    assert checkpoint_run_id(tmp_path / "last") == "run-a"
+    check_checkpoint_owner(tmp_path / "last", "run-a")
+    with pytest.raises(CheckpointOwnerError, match="belongs to run run-a, not to this run \\(run-b\\)"):
+        check_checkpoint_owner(tmp_path / "last", "run-b")
+    save_checkpoint(tmp_path / "legacy", model.state_dict())  # saved without an id: nothing to compare
+    check_checkpoint_owner(tmp_path / "legacy", "run-b")

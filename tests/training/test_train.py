@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from protfit.config import apply_overrides, build_config
+from protfit.config import ConfigError, apply_overrides, build_config
 from protfit.data.synthetic import write_synthetic_dataset
 from protfit.models.protein_model import build_model
 from protfit.plugins import Plugin
@@ -225,3 +225,102 @@ def test_run_without_output_name_gets_a_unique_folder(datasets, tmp_path):
     assert result.run_dir.parent == tmp_path
     assert result.run_dir.name.startswith("tiny-esm2-full-")
     assert (result.run_dir / "summary.json").exists()
+
+
+# ---- interruption, resume and NaN monitors (run-folder integrity) ---------------------------------
+
+
+class FailInEpoch(Plugin):
+    name = "fail"
+
+    def __init__(self, error):
+        self.error = error
+
+    def on_epoch_start(self, state):
+        raise self.error
+
+
+def test_interrupted_in_epoch_one_resume_restarts_from_scratch(datasets, tmp_path, capsys):
+    cfg = make_config(datasets["regression"], tmp_path, "regression", "train.epochs=2")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, plugins=[FailInEpoch(KeyboardInterrupt())])
+    assert "before the first epoch completed: nothing to keep" in capsys.readouterr().out
+    run_dir = tmp_path / "run"
+    resumed = train(None, resume_from=run_dir)
+    assert "no completed epoch: starting it again from scratch" in capsys.readouterr().out
+    fresh = train(make_config(datasets["regression"], tmp_path / "fresh", "regression", "train.epochs=2"))
+    assert strip_times(resumed.summary["history"]) == strip_times(fresh.summary["history"])
+
+
+def test_a_failed_first_epoch_is_resumable_too(datasets, tmp_path):
+    cfg = make_config(datasets["regression"], tmp_path, "regression", "train.epochs=1")
+    with pytest.raises(FloatingPointError):
+        train(cfg, plugins=[FailInEpoch(FloatingPointError("diverged"))])
+    assert train(None, resume_from=tmp_path / "run").summary["epochs_run"] == 1
+
+
+def test_resume_overrides_are_recorded_and_the_schedule_continues(datasets, tmp_path):
+    args = ("train.epochs=2", "train.early_stopping.patience=null", "train.scheduler.warmup_steps=3")
+    cfg = make_config(datasets["regression"], tmp_path, "regression", *args)
+    first = train(cfg)
+    last_lr = first.summary["history"][-1]["lr"]
+    resumed = train(None, ["train.epochs=4"], resume_from=first.run_dir)
+    saved = (first.run_dir / "config.yaml").read_text()
+    assert "epochs: 4" in saved
+    lrs = [row["lr"] for row in resumed.summary["history"]]
+    assert len(lrs) == 4 and lrs[:2] == [row["lr"] for row in first.summary["history"]]
+    # no second warm-up: the longer linear schedule continues from the step reached
+    steps_per_epoch = 240 // 16
+    total, peak = 4 * steps_per_epoch, 3e-3
+    expected = peak * (total - 3 * steps_per_epoch) / (total - 3)
+    assert lrs[2] == pytest.approx(expected, rel=1e-6) and lrs[2] > last_lr
+
+
+def test_resume_refuses_overrides_that_change_what_is_trained(datasets, tmp_path):
+    first = train(make_config(datasets["regression"], tmp_path, "regression", "train.epochs=1"))
+    with pytest.raises(ConfigError, match="model.method=lora would change what it trains"):
+        train(None, ["model.method=lora"], resume_from=first.run_dir)
+
+
+def test_a_nan_monitor_falls_back_to_validation_loss(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", "regression", n_train=40, n_validation=8, n_test=8)
+    frame = pd.read_csv(data / "validation.csv")
+    frame["label"] = 1.5  # a constant label: Spearman is undefined on validation
+    frame.to_csv(data / "validation.csv", index=False)
+    result = train(make_config(data, tmp_path, "regression", "train.epochs=2"))
+    assert result.summary["monitor"] == "loss" and result.summary["best_epoch"] is not None
+    assert "test_metrics" in result.summary
+
+
+def test_sigterm_ends_a_run_like_ctrl_c(datasets, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = {
+        "data": {"path": str(datasets["regression"]), "problem_type": "regression", "batch_size": 16},
+        "model": {"name": "tiny-esm2", "method": "full"},
+        "train": {"epochs": 200, "progress": False},
+        "output": {"dir": str(tmp_path), "name": "run"},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "protfit", "train", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in process.stdout:  # wait for the first completed epoch
+        if line.startswith("epoch 1/200"):
+            break
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM): completed epochs are saved" in out and "terminated" in err
+    assert (tmp_path / "run" / "checkpoints" / "last").is_dir()
+    assert not (tmp_path / "run" / "run.lock").exists()  # the lock is released

@@ -13,8 +13,10 @@ Row numbers in errors are 1-based data rows: the CSV header line is not counted;
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -105,6 +107,13 @@ def _read_fasta(path: Path, cfg: DataConfig) -> pd.DataFrame:
                 for word in words[1:]:
                     key, sep, value = word.partition("=")
                     if sep and key not in (cfg.name_column, cfg.sequence_column):
+                        if key in current:
+                            raise DataError(
+                                f"'{key}=' appears twice in the header; keep one",
+                                file=str(path),
+                                row=len(records) + 1,
+                                field=key,
+                            )
                         current[key] = value
                 chunks = []
             elif current is None:
@@ -117,6 +126,58 @@ def _read_fasta(path: Path, cfg: DataConfig) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def _refuse_duplicates(names: list[Any], path: Path) -> None:
+    repeated = [str(name) for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise DataError(
+            f"column '{repeated[0]}' appears {Counter(names)[repeated[0]]} times in the header; "
+            "rename or remove the duplicate (only one of them could be used)",
+            file=str(path),
+            field=repeated[0],
+        )
+
+
+def _header_names(path: Path, fmt: str) -> list[Any] | None:
+    """The column names as written in the file; pandas would rename a duplicate (`label.1`) or keep
+    only the last of two equal JSON keys, so the duplicate must be caught before it reads the file."""
+    if fmt in ("csv", "tsv"):
+        header = pd.read_csv(
+            path,
+            sep="," if fmt == "csv" else "\t",
+            header=None,
+            nrows=1,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+        )
+        return [] if header.empty else header.iloc[0].tolist()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    if fmt in ("json", "jsonl") and path.suffix.lower() in (".json", ".jsonl", ".gz"):
+        # Keys of every record, as parsed; object_pairs_hook sees a key written twice.
+        opener = gzip.open if path.suffix.lower() == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            text = handle.read()
+        documents = (
+            [text] if text.lstrip().startswith("[") else [line for line in text.splitlines() if line.strip()]
+        )
+
+        def check(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            _refuse_duplicates([key for key, _ in pairs], path)
+            return dict(pairs)
+
+        for document in documents:
+            try:
+                json.loads(document, object_pairs_hook=check)
+            except ValueError as error:
+                if isinstance(error, DataError):
+                    raise
+                return None  # not parsable here: pandas reports it with its own reason
+    return None
+
+
 def read_table(path: Path, cfg: DataConfig) -> pd.DataFrame:
     """Read one data file into an unvalidated frame, every cell as written (CSV/TSV cells as text)."""
     fmt = _format_of(path)
@@ -125,6 +186,9 @@ def read_table(path: Path, cfg: DataConfig) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("file not found", file=str(path))
     try:
+        names = _header_names(path, fmt)
+        if names:
+            _refuse_duplicates(names, path)
         if fmt in ("csv", "tsv"):
             # Text cells, and only empty cells missing: "NA" is a valid peptide (Asn-Ala), not a NaN.
             return pd.read_csv(

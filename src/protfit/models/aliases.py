@@ -39,7 +39,9 @@ def staged_folder(target: Path, marker: str) -> Iterator[Path]:
     try:
         yield staging
         if not (staging / marker).is_file():
-            raise RuntimeError(f"building {target.name} left no {marker} in {staging}: the build is incomplete")
+            raise RuntimeError(
+                f"building {target.name} left no {marker} in {staging}: the build is incomplete"
+            )
         try:
             staging.rename(target)
         except OSError:

@@ -354,7 +354,13 @@ def metrics_with_intervals(
 
 
 def format_with_interval(value: float, interval: tuple[float, float] | None = None) -> str:
-    """``0.812 [0.794, 0.829]``; nan prints as ``nan``; no interval prints the value alone."""
-    if interval is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+    """``0.812 [0.794, 0.829]``; nan prints as ``nan``; no interval prints the value alone.
+
+    Values below 0.01 in size (an mse in small units) get 4 significant digits instead,
+    ``0.0001234 [9.87e-05, 0.0001502]``: three decimals would print them all as 0.000.
+    """
+    numbers = [value, *(interval or ())]
+    finite = [abs(number) for number in numbers if math.isfinite(number)]
+    small = bool(finite) and 0 < max(finite) < 0.01
+    text = [f"{number:.4g}" if small else f"{number:.3f}" for number in numbers]
+    return text[0] if interval is None else f"{text[0]} [{text[1]}, {text[2]}]"

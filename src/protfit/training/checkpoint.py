@@ -3,9 +3,12 @@
 A checkpoint folder holds `model.safetensors` (only what was trained: see
 `protein_model.trainable_state_dict`) and, for resuming, `training_state.safetensors` +
 `training_state.json` (optimizer, scheduler, RNG streams, early stopping, epoch/step, and the
-training plug-ins' state: tensors under ``plugin/<name>/...``, everything else in the JSON). Folders are
-written beside their final place and renamed into it, so a crash mid-write never leaves a
-half-written checkpoint where the previous good one was.
+training plug-ins' state: tensors under ``plugin/<name>/...``, everything else in the JSON), and
+`checkpoint.json`, written last: the run id the checkpoint belongs to and the size of every file,
+so its presence marks a complete folder. Folders are written beside their final place
+(`last.tmp`) and renamed into it (the previous one moved aside to `last.old` first), so a crash
+mid-write never leaves a half-written checkpoint where the previous good one was; a crash between
+the two renames is repaired on the next load (:func:`recover_checkpoint`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from safetensors.torch import load_file, save_file
 MODEL_FILE = "model.safetensors"
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
+MARKER_FILE = "checkpoint.json"
+
+
+class CheckpointOwnerError(RuntimeError):
+    """A checkpoint that was written by another run than the one resuming from it."""
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -99,7 +107,8 @@ def _join_state(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def _replace_dir(staging: Path, target: Path) -> None:
     # Rename is atomic on one filesystem; the old folder is moved aside first and removed last, so
-    # at every instant one complete checkpoint exists.
+    # at every instant one complete checkpoint exists (as `target`, or as `.tmp`/`.old` after a crash
+    # between the renames, which recover_checkpoint puts back).
     backup = target.with_name(target.name + ".old")
     if backup.exists():
         shutil.rmtree(backup)
@@ -110,6 +119,48 @@ def _replace_dir(staging: Path, target: Path) -> None:
         shutil.rmtree(backup)
 
 
+def _write_marker(staging: Path, run_id: str | None) -> None:
+    files = {path.name: path.stat().st_size for path in sorted(staging.iterdir()) if path.is_file()}
+    (staging / MARKER_FILE).write_text(json.dumps({"run_id": run_id, "files": files}))
+
+
+def is_complete(folder: Path) -> bool:
+    """True when ``folder`` holds a checkpoint whose writing finished (marker and every file it lists).
+
+    A rename never happens before the marker is written, so a folder without a marker is either a
+    staging folder cut off mid-write or half removed, or a checkpoint from before markers existed
+    (a plain `last`/`best` folder: trusted when it holds the model weights).
+    """
+    folder = Path(folder)
+    marker = folder / MARKER_FILE
+    if not marker.is_file():
+        return False
+    try:
+        files = json.loads(marker.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(
+        (folder / name).is_file() and (folder / name).stat().st_size == size for name, size in files.items()
+    )
+
+
+def recover_checkpoint(folder: Path) -> bool:
+    """Put a checkpoint back in place after a crash between the renames of a replacement.
+
+    When ``folder`` is missing, a complete ``folder.tmp`` (the newer one) or else a complete
+    ``folder.old`` is renamed to ``folder``; incomplete leftovers are left for the next save to
+    remove. Returns whether ``folder`` exists afterwards.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        return True
+    for candidate in (folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")):
+        if candidate.is_dir() and is_complete(candidate):
+            os.replace(candidate, folder)
+            return True
+    return False
+
+
 def save_checkpoint(
     folder: Path,
     model_state: dict[str, torch.Tensor],
@@ -118,8 +169,12 @@ def save_checkpoint(
     scheduler: Any = None,
     progress: dict[str, Any] | None = None,
     plugins: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> None:
+    """Write a checkpoint folder atomically; ``run_id`` (see `report.run_dir.run_id_of`) is recorded in
+    its `checkpoint.json`, so `--resume` can refuse a checkpoint of another run."""
     folder = Path(folder)
+    recover_checkpoint(folder)  # a crash-left `.tmp` may be the only good copy: put it back before reuse
     staging = folder.with_name(folder.name + ".tmp")
     if staging.exists():
         shutil.rmtree(staging)
@@ -141,10 +196,35 @@ def save_checkpoint(
             "progress": progress or {},
         }
         (staging / STATE_JSON).write_text(json.dumps(meta))
+    _write_marker(staging, run_id)  # last: from here on the staging folder is a complete checkpoint
     _replace_dir(staging, folder)
 
 
+def checkpoint_run_id(folder: Path) -> str | None:
+    """The run id recorded in a checkpoint; None for checkpoints saved without one (or before ids)."""
+    marker = Path(folder) / MARKER_FILE
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text()).get("run_id")
+
+
+def check_checkpoint_owner(folder: Path, run_id: str | None) -> None:
+    """Refuse a checkpoint written by another run than ``run_id`` (the resuming run's id).
+
+    A checkpoint or a run without a recorded id (written before run ids existed) is accepted: there
+    is nothing to compare.
+    """
+    recover_checkpoint(folder)
+    saved = checkpoint_run_id(folder)
+    if run_id is not None and saved is not None and saved != run_id:
+        raise CheckpointOwnerError(
+            f"checkpoint {folder} belongs to run {saved}, not to this run ({run_id}); it was copied "
+            "from another run folder. Start a new run, or copy the whole run folder instead of its checkpoints"
+        )
+
+
 def load_model_state(folder: Path) -> dict[str, torch.Tensor]:
+    recover_checkpoint(folder)
     path = Path(folder) / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -156,6 +236,7 @@ def load_training_state(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore optimizer, scheduler and RNG streams; return the saved progress and plug-in states."""
     folder = Path(folder)
+    recover_checkpoint(folder)
     if not (folder / STATE_JSON).is_file():
         raise FileNotFoundError(f"{folder} holds no training state to resume from")
     tensors = load_file(folder / STATE_TENSORS)

@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 
-from protfit.config import RunConfig, TrainConfig, ignored_settings
+from protfit.config import ConfigError, RunConfig, TrainConfig, ignored_settings
 from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
 from protfit.data.loading import DatasetSplits, load_dataset_splits
 from protfit.models.embedding_cache import cached_loaders, uses_embedding_cache
@@ -49,6 +49,7 @@ class RunParts:
     scheduler: Any = None
     stats: dict[str, Any] = field(default_factory=dict)
     embedding_cache: dict[str, Any] | None = None
+    lr_find: Any = None  # the range test's result when train.learning_rate was auto
 
     @property
     def total_steps(self) -> int:
@@ -142,6 +143,11 @@ def setup_run(
     # stops before any data or weights are read.
     accelerator = build_accelerator(cfg.train)
     check_method_requirements(cfg)
+    if cfg.train.learning_rate == "auto" and accelerator.num_processes > 1:
+        raise ConfigError(
+            "train.learning_rate=auto runs the range test in one process; run `protfit lr-find CONFIG` "
+            "first and set train.learning_rate to its suggestion"
+        )
     if warn_ignored:
         for key, reason in ignored_settings(cfg):
             logger.warning("%s is set but ignored: %s", key, reason)
@@ -193,6 +199,13 @@ def setup_run(
             # and head train on them without running the backbone again; same samplers, same batches.
             parts.loaders, parts.embedding_cache = _cached_loaders(parts)
     parts.stats = model_statistics(parts.model)
+
+    if cfg.train.learning_rate == "auto":
+        # The range test needs the model, loaders (cache included) and loss built above and runs on
+        # a throw-away optimizer; the real optimizer and the schedule below get its suggestion.
+        from protfit.sweep.lr_find import resolve_auto_learning_rate
+
+        parts.lr_find = resolve_auto_learning_rate(parts)
 
     # Parameter groups, then the optimizer; plug-ins may wrap it (Lookahead) or replace it together
     # with model and loader (DP-SGD); the scheduler is built last, on the optimizer that will step.

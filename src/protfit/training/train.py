@@ -14,14 +14,18 @@ call the same stages.
 from __future__ import annotations
 
 import logging
+import shutil
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from protfit.config import RunConfig, apply_overrides, build_config, load_config
+from protfit.config import ConfigError, RunConfig, apply_overrides, build_config, load_config, save_config
 from protfit.data.loading import DatasetSplits
 from protfit.metrics import targets_from_frame
 from protfit.models.methods import format_model_statistics
@@ -29,8 +33,15 @@ from protfit.models.protein_model import load_trainable_state_dict
 from protfit.plugins import Plugin
 from protfit.report.baselines import BaselineResult, fit_sanity_baselines
 from protfit.report.confidence import metrics_with_intervals
-from protfit.report.run_dir import CONFIG_FILE, create_run_dir, write_json
+from protfit.report.run_dir import (
+    CONFIG_FILE,
+    RunLock,
+    create_run_dir,
+    ensure_writable,
+    write_json,
+)
 from protfit.report.summary import report
+from protfit.report.trackers import check_trackers, close_trackers
 from protfit.training.checkpoint import load_model_state
 from protfit.training.evaluation import evaluate, write_predictions
 from protfit.training.loop import fit
@@ -43,6 +54,16 @@ logger = logging.getLogger("protfit")
 class RunResult:
     run_dir: Path
     summary: dict[str, Any]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM (schedulers, container runtimes) ends a run like Ctrl-C: what is saved stays saved."""
+
+
+# Overrides a resumed run may take: they change how long or how verbosely it goes on, not what it
+# trains. Anything else (model, data, method, learning rate...) would continue weights under a
+# config they were not trained with.
+RESUMABLE_KEYS = ("train.epochs", "train.early_stopping.", "train.progress", "evaluation.", "output.trackers")
 
 
 def resolve_config(config: RunConfig | str | Path | None, overrides: list[str] | None) -> RunConfig:
@@ -66,29 +87,53 @@ def train(
     resume = resume_from is not None
     if resume:
         run_dir: Path | None = Path(resume_from)
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a protfit run folder (no {CONFIG_FILE})")
-        cfg = load_config(run_dir / CONFIG_FILE, overrides)
+        cfg = resume_config(run_dir, overrides)
+        ensure_writable(run_dir, "run folder")
     else:
         cfg, run_dir = resolve_config(config, overrides), None
+        ensure_writable(cfg.output.dir, "output.dir")
+    check_trackers(cfg)  # a tracker whose package is missing stops the run before any work
 
     parts = setup_run(cfg, plugins=plugins, warn_ignored=not resume)
     run_dir = _shared_run_dir(parts, run_dir)
     logger.info("run folder: %s", run_dir)
+    # one writer per run folder: the main process holds the lock for the whole run
+    lock = RunLock(run_dir) if parts.accelerator.is_main_process else nullcontext()
+    with lock, _sigterm_as_interrupt():
+        return _run(parts, run_dir, resume, started)
+
+
+def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunResult:
+    """From a created (or resumed) run folder to the report; the caller holds the run's lock."""
+    cfg = parts.cfg
+    if resume:
+        # No completed epoch (interrupted or failed in epoch 1): nothing to continue, so the run
+        # starts again from scratch in its folder, under its own config.
+        resume = (run_dir / "checkpoints" / "last").exists() or (
+            run_dir / "checkpoints" / "last.tmp"
+        ).exists()
+        if not resume:
+            print(f"{run_dir} has no completed epoch: starting it again from scratch")
+            _clear_outputs(run_dir)
+        elif parts.accelerator.is_main_process:
+            save_config(cfg, run_dir / CONFIG_FILE)  # the overrides applied on resume are recorded
     if parts.accelerator.is_main_process:
         write_run_files(parts, run_dir)
+        if parts.lr_find is not None:
+            from protfit.sweep.lr_find import write_range_test
+
+            write_range_test(parts.lr_find, run_dir)
 
     try:
         summary: dict[str, Any] = {"run_dir": str(run_dir), **fit(parts, run_dir, resume=resume)}
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: completed epochs are saved in {run_dir}; "
-            f"continue with `protfit train --resume {run_dir}`"
-        )
+    except KeyboardInterrupt as interrupt:
+        _say_what_is_saved(run_dir, interrupt)
         raise
     summary.update(model_stats=parts.stats, embedding_cache=parts.embedding_cache)
     for plugin in parts.plugins:  # plug-ins may add summary entries (overfitting diagnostics, DP epsilon)
         summary.update(getattr(plugin, "summary_entries", lambda fitted: {})(summary))
+    if parts.lr_find is not None:
+        summary["lr_find"] = parts.lr_find.as_dict()
     tested = test(parts, run_dir, summary["best_epoch"])
     summary.update(tested.summary)
 
@@ -110,7 +155,67 @@ def train(
     summary["wall_time_s"] = round(time.perf_counter() - started, 2)
     if parts.accelerator.is_main_process:
         report(cfg, summary, baselines, run_dir, tested.outputs, tested.targets)
+        close_trackers(parts.plugins, summary)  # final test metrics and diagnostics, then close
     return RunResult(run_dir=run_dir, summary=summary)
+
+
+def resume_config(run_dir: Path, overrides: list[str] | None) -> RunConfig:
+    """The run's own config with the overrides a resumed run may take (RESUMABLE_KEYS)."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a protfit run folder (no {CONFIG_FILE})")
+    refused = [
+        item for item in overrides or [] if not item.split("=", 1)[0].strip().startswith(RESUMABLE_KEYS)
+    ]
+    if refused:
+        raise ConfigError(
+            f"--resume continues the run under its own config; {', '.join(refused)} would change what it "
+            f"trains. On resume only these may change: {', '.join(RESUMABLE_KEYS)} "
+            "(start a new run for anything else)"
+        )
+    return load_config(run_dir / CONFIG_FILE, overrides)
+
+
+def _clear_outputs(run_dir: Path) -> None:
+    for name in ("checkpoints", "history.csv", "history.jsonl", "summary.json", "test_results.csv"):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (run_dir / "checkpoints").mkdir()
+
+
+def _say_what_is_saved(run_dir: Path, interrupt: KeyboardInterrupt) -> None:
+    cause = "terminated (SIGTERM)" if isinstance(interrupt, RunInterrupted) else "interrupted"
+    if (run_dir / "checkpoints" / "last").exists():
+        print(
+            f"\n{cause}: completed epochs are saved in {run_dir}; "
+            f"continue with `protfit train --resume {run_dir}`"
+        )
+    else:
+        print(
+            f"\n{cause} before the first epoch completed: nothing to keep; "
+            f"`protfit train --resume {run_dir}` starts it again from scratch under the same config"
+        )
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C for the duration of a run (main thread only: signals go there)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise RunInterrupted()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _shared_run_dir(parts: RunParts, run_dir: Path | None) -> Path:

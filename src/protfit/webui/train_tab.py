@@ -1,0 +1,408 @@
+"""The Train tab: dataset preview, option widgets generated from the config schema, the equivalent
+command, and a training subprocess with live progress and the run's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import yaml
+
+from protfit.config import ConfigError
+from protfit.data.errors import DataError
+from protfit.webui import results, schema
+from protfit.webui.jobs import Job, JobRegistry
+from protfit.webui.workspace import CONFIGS, RUNS, Workspace, WorkspaceError, unique_name
+
+USER_ERRORS = (ConfigError, DataError, WorkspaceError, FileNotFoundError, ValueError)
+
+
+def _widget(spec: schema.FieldSpec, visible: bool) -> gr.components.Component:
+    common = {"label": spec.key, "info": spec.info or None, "visible": visible, "min_width": 260}
+    if spec.kind == "dropdown":
+        return gr.Dropdown(
+            choices=list(spec.choices), value=spec.default, allow_custom_value=spec.allow_custom, **common
+        )
+    if spec.kind == "multiselect":
+        return gr.Dropdown(choices=list(spec.choices), value=spec.default, multiselect=True, **common)
+    if spec.kind == "checkbox":
+        return gr.Checkbox(value=spec.default, **common)
+    if spec.kind == "number" and spec.optional:
+        # gr.Number cannot be empty (it sends 0), and empty is how a person says None here
+        value = "" if spec.default is None else str(spec.default)
+        return gr.Textbox(value=value, placeholder="empty: None", **common)
+    if spec.kind == "number":
+        return gr.Number(
+            value=spec.default,
+            minimum=spec.minimum,
+            maximum=spec.maximum,
+            precision=0 if spec.integer else None,
+            step=1 if spec.integer else 0.0001,
+            **common,
+        )
+    return gr.Textbox(
+        value=spec.default, placeholder="YAML, e.g. [64, 32]" if spec.kind == "yaml" else None, **common
+    )
+
+
+class OptionForm:
+    """The generated option widgets, grouped by config section, with their visibility rules."""
+
+    def __init__(self, specs: list[schema.FieldSpec]) -> None:
+        self.specs = specs
+        self.widgets: dict[str, gr.components.Component] = {}
+        self.groups: dict[str, gr.Accordion] = {}
+        defaults = {spec.key: spec.default for spec in specs}
+        self.shown = {spec.key: schema.is_visible(spec.key, defaults) for spec in specs}
+        top_sections = [section for section in schema.sections(specs) if "." not in section]
+        for top in top_sections:
+            with gr.Accordion(top, open=top in ("data", "model", "train")):
+                self._render(top)
+
+    def _render(self, section: str) -> None:
+        own = [spec for spec in self.specs if spec.section == section]
+        with gr.Row(equal_height=False):
+            for spec in own:
+                self.widgets[spec.key] = _widget(spec, self.shown[spec.key])
+        children = [s for s in schema.sections(self.specs) if s.rsplit(".", 1)[0] == section and "." in s]
+        for child in children:
+            inside = [key for key in self.shown if key.startswith(child + ".")]
+            with gr.Accordion(child, open=False, visible=any(self.shown[key] for key in inside)) as group:
+                self.groups[child] = group
+                self._render(child)
+
+    @property
+    def components(self) -> list[gr.components.Component]:
+        return [self.widgets[spec.key] for spec in self.specs]
+
+    def visibility(self, *values: Any) -> list[Any]:
+        """gr.update(visible=...) for every widget, then every sub-section accordion."""
+        by_key = dict(zip([spec.key for spec in self.specs], values, strict=True))
+        shown = {spec.key: schema.is_visible(spec.key, by_key) for spec in self.specs}
+        updates = [gr.update(visible=shown[spec.key]) for spec in self.specs]
+        for section in self.groups:
+            inside = [key for key in shown if key.startswith(section + ".")]
+            updates.append(gr.update(visible=any(shown[key] for key in inside)))
+        return updates
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [*self.components, *self.groups.values()]
+
+    def wire_visibility(self) -> None:
+        for key in schema.controlling_keys(self.specs):
+            self.widgets[key].change(self.visibility, self.components, self.outputs, queue=False)
+
+
+def _folder_state(run_dir: Path | None) -> str:
+    """What the run outputs depend on: the history's size and the result files present."""
+    if run_dir is None:
+        return ""
+    files = ("history.jsonl", "summary.json", "test_results.csv", "model_stats.json")
+    return repr([(run_dir / name).stat().st_size if (run_dir / name).is_file() else -1 for name in files])
+
+
+class TrainTab:
+    def __init__(self, workspace: Workspace, jobs: JobRegistry) -> None:
+        self.workspace = workspace
+        self.jobs = jobs
+        self.specs = schema.field_specs()
+
+    # ---- building a config from the form -----------------------------------------------------
+
+    def _dataset(self, dataset: str | None) -> str:
+        if not dataset:
+            raise WorkspaceError("choose a dataset folder (or upload train/validation/test files)")
+        path = self.workspace.resolve(dataset, must_exist=True)
+        if not path.is_dir():
+            raise WorkspaceError(f"'{dataset}' is not a folder")
+        return self.workspace.relative(path)
+
+    def raw_config(self, dataset: str | None, values: list[Any], name: str) -> dict[str, Any]:
+        raw = schema.values_to_raw(self.specs, list(values))
+        raw.setdefault("data", {})["path"] = self._dataset(dataset)
+        raw.setdefault("output", {}).update({"dir": RUNS, "name": name})
+        # data first, output last: the order a person writes a YAML in
+        ordered = {key: raw[key] for key in ("data", "model", "train", "evaluation") if key in raw}
+        ordered.update({key: value for key, value in raw.items() if key not in ordered})
+        schema.build(ordered)
+        return ordered
+
+    def write_config(self, raw: dict[str, Any], name: str) -> Path:
+        path = self.workspace.resolve(f"{CONFIGS}/{name}.yaml")
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return path
+
+    # ---- handlers ----------------------------------------------------------------------------
+
+    def preview_data(self, dataset: str | None, *values: Any) -> list[Any]:
+        from protfit.data.loading import load_dataset_splits
+
+        try:
+            data = schema.values_to_raw(self.specs, list(values)).get("data", {})
+            data["path"] = str(self.workspace.resolve(self._dataset(dataset)))
+            cfg = schema.build({"data": data, "model": {"name": "onehot"}}).data
+            splits = load_dataset_splits(cfg)
+        except USER_ERRORS as error:
+            return [f"✗ {error}", None, None, None, None]
+        return [
+            results.data_checks(splits),
+            results.split_sizes(splits),
+            results.length_histogram(splits),
+            results.label_distribution(splits),
+            results.sample_rows(splits),
+        ]
+
+    def preview_command(self, dataset: str | None, *values: Any) -> list[Any]:
+        name = unique_name("webui")
+        try:
+            raw = self.raw_config(dataset, list(values), name)
+        except USER_ERRORS as error:
+            return [f"✗ {error}", "", "", gr.update(visible=False)]
+        path = self.write_config(raw, name)
+        command = f"cd {self.workspace.root}\nprotfit train {CONFIGS}/{name}.yaml"
+        message = (
+            f"✓ valid configuration, saved as `{CONFIGS}/{name}.yaml`. Start gives each run its own "
+            f"folder in `{RUNS}/`, so the run's name will differ."
+        )
+        return [
+            message,
+            command,
+            yaml.safe_dump(raw, sort_keys=False),
+            gr.update(value=str(path), visible=True),
+        ]
+
+    def start(self, dataset: str | None, *values: Any) -> list[Any]:
+        name = unique_name("webui")
+        try:
+            raw = self.raw_config(dataset, list(values), name)
+        except USER_ERRORS as error:
+            return [None, f"✗ {error}", gr.Timer(active=False)]
+        self.write_config(raw, name)
+        run_dir = self.workspace.resolve(f"{RUNS}/{name}")
+        log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
+        self.jobs.add(name, Job(["train", f"{CONFIGS}/{name}.yaml"], self.workspace.root, log, run_dir))
+        return [
+            name,
+            f"started `protfit train {CONFIGS}/{name}.yaml` → `{RUNS}/{name}`",
+            gr.Timer(active=True),
+        ]
+
+    def abort(self, job_id: str | None) -> str:
+        job = self.jobs.get(job_id)
+        if job is None or not job.running:
+            return "no run in progress"
+        job.abort()
+        return "stopping… (the epoch in progress is abandoned; completed epochs stay saved)"
+
+    def resume(self, job_id: str | None) -> list[Any]:
+        job = self.jobs.get(job_id)
+        if job is None or job.running or job.run_dir is None:
+            return [job_id, "nothing to resume: start a run first, or wait until it has stopped", gr.Timer()]
+        relative = self.workspace.relative(job.run_dir)
+        new_id = unique_name("resume")
+        log = self.workspace.resolve(f"{CONFIGS}/{job.run_dir.name}.log")
+        self.jobs.add(new_id, Job(["train", "--resume", relative], self.workspace.root, log, job.run_dir))
+        return [new_id, f"resumed: `protfit train --resume {relative}`", gr.Timer(active=True)]
+
+    def progress_text(self, job: Job) -> str:
+        relative = self.workspace.relative(job.run_dir) if job.run_dir else "?"
+        epochs = len(results.read_history(job.run_dir)) if job.run_dir else 0
+        if job.running:
+            progress = job.progress
+            overall = progress.overall_percent
+            parts = [
+                f"**{progress.stage}** {progress.percent}%",
+                f"run {overall:.0f}%" if overall is not None else "",
+                f"elapsed {job.elapsed:.0f} s",
+                f"stage ETA {progress.eta}" if progress.eta else "",
+                *(f"{key} {value}" for key, value in progress.postfix.items()),
+                f"completed epochs: {epochs}",
+            ]
+            return "… running — " + " · ".join(part for part in parts if part)
+        if job.aborted:
+            kept = (
+                f"{epochs} completed epoch{'s' if epochs != 1 else ''} kept in `{relative}`; **Resume** continues "
+                f"it (`protfit train --resume {relative}`)"
+                if epochs
+                else "no epoch had completed, nothing kept"
+            )
+            return f"■ stopped after {job.elapsed:.0f} s: {kept}"
+        if job.returncode == 0:
+            return f"✓ finished in {job.elapsed:.0f} s: `{relative}` ({epochs} epochs)"
+        tail = "\n".join(job.lines[-8:])
+        return f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```"
+
+    def show_run(self, run_dir: Path | None) -> list[Any]:
+        """Plots, verdicts, metrics and downloads of a run folder (live or finished)."""
+        if run_dir is None or not run_dir.is_dir():
+            return [None, None, "", None, None, *[gr.update(visible=False)] * 3]
+        history = results.read_history(run_dir)
+        text = "\n\n".join(
+            part
+            for part in (
+                results.overfitting_verdict(history) if history else "",
+                results.summary_text(run_dir),
+            )
+            if part
+        )
+        downloads = []
+        for name in ("test_results.csv", "test_predictions.csv", "history.csv"):
+            path = run_dir / name
+            downloads.append(
+                gr.update(value=str(path), visible=True) if path.is_file() else gr.update(visible=False)
+            )
+        return [
+            results.loss_plot(history),
+            results.metric_plot(history),
+            text,
+            results.results_table(run_dir),
+            results.model_stats_table(run_dir),
+            *downloads,
+        ]
+
+    def tick(self, job_id: str | None, shown: str | None) -> list[Any]:
+        """Progress every second; plots and tables only when the run folder changed (a new epoch, the
+        results), so a long run does not redraw its figures every second."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return ["", *self.show_run(None), None, gr.Timer(active=False)]
+        state = _folder_state(job.run_dir)
+        run_outputs = self.show_run(job.run_dir) if state != shown else [gr.skip()] * 8
+        return [self.progress_text(job), *run_outputs, state, gr.Timer(active=job.running)]
+
+    def open_run(self, run: str | None) -> list[Any]:
+        try:
+            run_dir = self.workspace.resolve(run or "", must_exist=True)
+        except WorkspaceError as error:
+            return [f"✗ {error}", *self.show_run(None)]
+        return [f"run `{self.workspace.relative(run_dir)}`", *self.show_run(run_dir)]
+
+    def settings_from(self, raw: dict[str, Any], source: str) -> list[Any]:
+        """Fill the dataset picker and every option from a config dict (a run's config.yaml, a
+        recommended config): [dataset, message, *widget updates, *section updates]."""
+        values = schema.raw_to_values(self.specs, raw)
+        shown = self.form.visibility(*values)
+        widgets = [
+            gr.update(value=value, visible=update["visible"])
+            for value, update in zip(values, shown[: len(values)], strict=True)
+        ]
+        dataset: Any = gr.update()
+        message = f"settings loaded from `{source}`"
+        path = (raw.get("data") or {}).get("path")
+        try:
+            dataset = gr.update(value=self.workspace.relative(self.workspace.resolve(path, must_exist=True)))
+        except WorkspaceError as error:
+            message += f"; its dataset was not loaded: {error}"
+        return [dataset, message, *widgets, *shown[len(values) :]]
+
+    def load_settings(self, run: str | None) -> list[Any]:
+        try:
+            run_dir = self.workspace.resolve(run or "", must_exist=True)
+            config_file = self.workspace.resolve(
+                f"{self.workspace.relative(run_dir)}/config.yaml", must_exist=True
+            )
+            raw = yaml.safe_load(config_file.read_text()) or {}
+        except (WorkspaceError, yaml.YAMLError) as error:
+            return [gr.update(), f"✗ {error}", *[gr.update()] * len(self.form.outputs)]
+        return self.settings_from(raw, self.workspace.relative(config_file))
+
+    def upload(self, files: list[str] | None) -> list[Any]:
+        if not files:
+            return [gr.update(), ""]
+        try:
+            folder = self.workspace.save_uploads(files)
+        except WorkspaceError as error:
+            return [gr.update(), f"✗ {error}"]
+        return [gr.update(choices=self.workspace.datasets(), value=folder), f"uploaded to `{folder}`"]
+
+    # ---- layout ------------------------------------------------------------------------------
+
+    def render(self) -> None:
+        job_id = gr.State(None)
+        gr.Markdown(
+            f"Workspace `{self.workspace.root}`: datasets in `datasets/`, runs in `runs/` "
+            "(CLI runs there appear here too)."
+        )
+        with gr.Row():
+            dataset = gr.Dropdown(
+                choices=self.workspace.datasets(),
+                label="dataset folder",
+                info="a folder in the workspace holding train/validation/test files",
+                allow_custom_value=True,
+                scale=3,
+            )
+            refresh = gr.Button("↻", scale=0, min_width=40)
+            uploads = gr.File(label="or upload split files", file_count="multiple", scale=2, height=110)
+        preview_button = gr.Button("Preview data")
+        with gr.Accordion("Data preview", open=True):
+            checks = gr.Markdown()
+            with gr.Row():
+                sizes = gr.Dataframe(label="split sizes", interactive=False)
+                samples = gr.Dataframe(label="sample rows (train)", interactive=False)
+            with gr.Row():
+                lengths = gr.Plot(label="length histogram")
+                labels = gr.Plot(label="label distribution")
+
+        gr.Markdown("### Options\nEvery option of the configuration; the help text is the config's own.")
+        form = self.form = OptionForm(self.specs)
+        inputs = [dataset, *form.components]
+        self.dataset, self.inputs = dataset, inputs  # the LR finder / Tune tab runs on this configuration
+
+        with gr.Row():
+            command_button = gr.Button("Preview command")
+            start_button = gr.Button("Start", variant="primary")
+            abort_button = gr.Button("Abort", variant="stop")
+            resume_button = gr.Button("Resume")
+        message = self.message = gr.Markdown()
+        with gr.Row():
+            command = gr.Code(label="command", language="shell", interactive=False)
+            config_yaml = gr.Code(label="config YAML", language="yaml", interactive=False)
+        yaml_download = gr.DownloadButton("Download YAML", visible=False)
+
+        progress = gr.Markdown()
+        with gr.Row():
+            loss = gr.Plot(label="loss")
+            metric = gr.Plot(label="validation metrics")
+        verdicts = gr.Markdown()
+        test_table = gr.Dataframe(
+            label="test metrics (95% bootstrap intervals): model and baselines", interactive=False
+        )
+        stats_table = gr.Dataframe(label="model statistics", interactive=False)
+        with gr.Row():
+            downloads = [
+                gr.DownloadButton("Results CSV", visible=False),
+                gr.DownloadButton("Predictions CSV", visible=False),
+                gr.DownloadButton("History CSV", visible=False),
+            ]
+        with gr.Row():
+            run_picker = gr.Dropdown(
+                choices=self.workspace.runs(), label="open an existing run", allow_custom_value=True, scale=3
+            )
+            open_button = gr.Button("Open run", scale=1)
+            load_button = gr.Button("Load its settings", scale=1)
+        timer = gr.Timer(1.0, active=False)
+
+        run_outputs = [loss, metric, verdicts, test_table, stats_table, *downloads]
+        refresh.click(
+            lambda: (gr.update(choices=self.workspace.datasets()), gr.update(choices=self.workspace.runs())),
+            None,
+            [dataset, run_picker],
+            queue=False,
+        )
+        uploads.upload(self.upload, uploads, [dataset, checks])
+        preview_button.click(
+            self.preview_data, inputs, [checks, sizes, lengths, labels, samples], preprocess=False
+        )
+        command_button.click(
+            self.preview_command, inputs, [message, command, config_yaml, yaml_download], preprocess=False
+        )
+        start_button.click(self.start, inputs, [job_id, message, timer], preprocess=False)
+        abort_button.click(self.abort, job_id, message)
+        resume_button.click(self.resume, job_id, [job_id, message, timer])
+        shown = gr.State(None)
+        timer.tick(self.tick, [job_id, shown], [progress, *run_outputs, shown, timer])
+        open_button.click(self.open_run, run_picker, [progress, *run_outputs])
+        load_button.click(self.load_settings, run_picker, [dataset, message, *form.outputs])
+        form.wire_visibility()

@@ -1,0 +1,277 @@
+"""The LR finder / Tune tab: `protfit lr-find`, `protfit sweep` and `protfit tune` on the Train tab's
+configuration, run as subprocesses in the workspace; the UI reads their output files (docs/sweeps.md,
+docs/tuning.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from protfit.webui import results
+from protfit.webui.jobs import Job, JobRegistry
+from protfit.webui.train_tab import USER_ERRORS, TrainTab
+from protfit.webui.workspace import CONFIGS, LR_FIND, SWEEPS, TUNES, Workspace, unique_name
+
+RULES = ["steepest", "min_div_10", "divergence_div_10"]
+PRESETS = ["quick", "standard"]
+
+
+def live_trials(sweep_dir: Path) -> pd.DataFrame | None:
+    """One row per trial folder while the sweep runs: epochs so far, best validation value, state."""
+    folders = sorted((sweep_dir / "trials").glob("trial-*/"))
+    if not folders:
+        return None
+    rows = []
+    for folder in folders:
+        summary_file = folder / "summary.json"
+        history = results.read_history(folder)
+        row: dict[str, Any] = {"trial": folder.name, "epochs": len(history)}
+        if summary_file.is_file():
+            summary = json.loads(summary_file.read_text())
+            row.update(state="finished", monitor=summary.get("monitor"), best=summary.get("best_val_metric"))
+        else:
+            row.update(state="running or pruned", monitor=None, best=None)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def trials_table(sweep_dir: Path) -> pd.DataFrame | None:
+    """trials.csv once the sweep has written it, else the live view of the trial folders."""
+    path = sweep_dir / "trials.csv"
+    if path.is_file():
+        return pd.read_csv(path).drop(columns=["run_dir"], errors="ignore")
+    return live_trials(sweep_dir)
+
+
+def best_text(sweep_dir: Path) -> str:
+    path = sweep_dir / "best.json"
+    if not path.is_file():
+        return ""
+    report = json.loads(path.read_text())
+    counts = report.get("counts", {})
+    lines = [
+        f"**{counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, {counts.get('fail', 0)} "
+        f"failed** of {report.get('n_trials')} trials in {report.get('wall_time_s')} s"
+    ]
+    best = report.get("best")
+    if best:
+        params = ", ".join(
+            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in best["params"].items()
+        )
+        lines.append(f"- best: trial {best['trial']}, {best['monitor']} {best['value']:.4f} — {params}")
+    return "\n".join(lines)
+
+
+def tune_report(tune_dir: Path) -> str:
+    """A tune's closing table (tune.md) and the comparison of its trials (compare/compare.md)."""
+    parts = []
+    for name, title in (
+        ("tune.md", ""),
+        ("compare/compare.md", "### Comparison of the trials (protfit compare)\n"),
+    ):
+        path = tune_dir / name
+        if path.is_file():
+            parts.append(title + path.read_text())
+    return "\n\n".join(parts)
+
+
+class TuneTab:
+    def __init__(self, workspace: Workspace, jobs: JobRegistry, train: TrainTab) -> None:
+        self.workspace = workspace
+        self.jobs = jobs
+        self.train = train
+
+    def _base_config(self, dataset: str | None, values: list[Any]) -> str:
+        """The Train tab's configuration written to configs/NAME.yaml; returns its relative path."""
+        name = unique_name("tune")
+        raw = self.train.raw_config(dataset, values, name)
+        self.train.write_config(raw, name)
+        return f"{CONFIGS}/{name}.yaml"
+
+    # ---- LR finder ---------------------------------------------------------------------------
+
+    def start_lr_find(
+        self, start_lr: float, end_lr: float, steps: float, rule: str, dataset: str | None, *values: Any
+    ) -> list[Any]:
+        try:
+            config = self._base_config(dataset, list(values))
+        except USER_ERRORS as error:
+            return [None, f"✗ {error}", gr.Timer(active=False)]
+        folder = f"{LR_FIND}/{Path(config).stem}"
+        argv = ["lr-find", config, "-o", folder, "--start-lr", str(start_lr), "--end-lr", str(end_lr)]
+        argv += ["--num-steps", str(int(steps)), "--rule", rule]
+        log = self.workspace.resolve(f"{CONFIGS}/{Path(config).stem}.log")
+        job_id = Path(config).stem
+        self.jobs.add(job_id, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
+        return [job_id, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
+
+    def lr_tick(self, job_id: str | None) -> list[Any]:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return ["", None, None, gr.Timer(active=False)]
+        if job.running:
+            progress = job.progress
+            return [
+                f"… running — {progress.stage} {progress.percent}% · elapsed {job.elapsed:.0f} s",
+                None,
+                None,
+                gr.Timer(),
+            ]
+        folder = job.run_dir
+        report = folder / "lr_find.json" if folder else None
+        if job.returncode != 0 or report is None or not report.is_file():
+            tail = "\n".join(job.lines[-8:])
+            return [
+                f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```",
+                None,
+                None,
+                gr.Timer(active=False),
+            ]
+        found = json.loads(report.read_text())
+        text = (
+            f"✓ suggested learning rate **{found['suggested_lr']:.3g}** ({found['rule']}: {found['rule_description']}); "
+            f"{found['steps_run']} steps, {found['stopped']}"
+        )
+        return [text, str(folder / "lr_find.png"), found["suggested_lr"], gr.Timer(active=False)]
+
+    # ---- sweep -------------------------------------------------------------------------------
+
+    def start_sweep(
+        self, preset: str, trials: float, timeout: float | None, dataset: str | None, *values: Any
+    ) -> list[Any]:
+        try:
+            config = self._base_config(dataset, list(values))
+            if not trials or trials < 1:
+                raise ValueError("n_trials must be at least 1")
+        except USER_ERRORS as error:
+            return [None, f"✗ {error}", gr.Timer(active=False)]
+        name = Path(config).stem
+        argv = ["sweep", "--preset", preset, "--base", config, f"n_trials={int(trials)}"]
+        argv += [f"output.dir={SWEEPS}", f"output.name={name}"]
+        if timeout:
+            argv.append(f"timeout={int(timeout)}")
+        log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
+        self.jobs.add(name, Job(argv, self.workspace.root, log, self.workspace.resolve(f"{SWEEPS}/{name}")))
+        return [name, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
+
+    def start_tune(self, trials: float, steps: float, dataset: str | None, *values: Any) -> list[Any]:
+        try:
+            config = self._base_config(dataset, list(values))
+            if not trials or trials < 1:
+                raise ValueError("the budget must be at least 1 trial")
+        except USER_ERRORS as error:
+            return [None, f"✗ {error}", gr.Timer(active=False)]
+        name = Path(config).stem
+        folder = f"{TUNES}/{name}"
+        argv = ["tune", config, "--budget", str(int(trials)), "-o", folder, "--lr-steps", str(int(steps))]
+        log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
+        self.jobs.add(name, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
+        return [name, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
+
+    def sweep_tick(self, job_id: str | None) -> list[Any]:
+        job = self.jobs.get(job_id)
+        if job is None or job.run_dir is None:
+            return ["", None, "", "", gr.Timer(active=False)]
+        command = job.argv[0]
+        relative = self.workspace.relative(job.run_dir)
+        if job.running:
+            status = f"… running — elapsed {job.elapsed:.0f} s · `{relative}`"
+        elif job.aborted:
+            status = f"■ stopped: finished work is kept; **Resume** continues (`protfit {command} --resume {relative}`)"
+        elif job.returncode == 0:
+            status = f"✓ finished in {job.elapsed:.0f} s: `{relative}`"
+        else:
+            tail = "\n".join(job.lines[-8:])
+            status = f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```"
+        if job.running and job.lines:
+            status += f"\n\n`{job.lines[-1][:160]}`"
+        sweep_dir = job.run_dir / "sweep" if command == "tune" else job.run_dir
+        report = tune_report(job.run_dir) if command == "tune" else ""
+        return [status, trials_table(sweep_dir), best_text(sweep_dir), report, gr.Timer(active=job.running)]
+
+    def abort(self, job_id: str | None) -> str:
+        job = self.jobs.get(job_id)
+        if job is None or not job.running:
+            return "no sweep in progress"
+        job.abort()
+        return "stopping…"
+
+    def resume(self, job_id: str | None) -> list[Any]:
+        job = self.jobs.get(job_id)
+        if job is None or job.running or job.run_dir is None:
+            return [job_id, "nothing to resume", gr.Timer()]
+        relative = self.workspace.relative(job.run_dir)
+        new_id = unique_name("resume")
+        command = job.argv[0]
+        log = self.workspace.resolve(f"{CONFIGS}/{job.run_dir.name}.log")
+        self.jobs.add(new_id, Job([command, "--resume", relative], self.workspace.root, log, job.run_dir))
+        return [new_id, f"resumed: `protfit {command} --resume {relative}`", gr.Timer(active=True)]
+
+    # ---- layout ------------------------------------------------------------------------------
+
+    def render(self, config_inputs: list[Any], learning_rate: Any) -> None:
+        gr.Markdown(
+            "Both use the configuration set on the **Train** tab (dataset and options). "
+            "Outputs: `lr-find/NAME/` and `sweeps/NAME/` in the workspace."
+        )
+        with gr.Accordion("LR finder (protfit lr-find)", open=True):
+            with gr.Row():
+                start_lr = gr.Number(1e-7, label="start LR", minimum=0)
+                end_lr = gr.Number(1.0, label="end LR", minimum=0)
+                steps = gr.Number(100, label="steps", precision=0, minimum=2)
+                rule = gr.Dropdown(RULES, value="steepest", label="suggestion rule")
+            lr_button = gr.Button("Run LR finder", variant="primary")
+            lr_status = gr.Markdown()
+            lr_plot = gr.Image(label="loss vs learning rate", type="filepath", interactive=False)
+            suggestion = gr.State(None)
+            use_button = gr.Button("Use the suggested learning rate on the Train tab")
+        with gr.Accordion("Sweep (protfit sweep) or Tune (protfit tune)", open=True):
+            gr.Markdown(
+                "**Sweep**: the trials of a search space. **Tune**: an untuned run, the LR range test "
+                "(its steps above), a sweep around the suggestion, the comparison of the trials and a final "
+                "run of the recommended config (docs/tuning.md). Both take the trial budget."
+            )
+            with gr.Row():
+                preset = gr.Dropdown(PRESETS, value="quick", label="search space (preset, sweep only)")
+                trials = gr.Number(10, label="trials (budget)", precision=0, minimum=1)
+                timeout = gr.Number(0, label="time budget (s, 0 = none; sweep only)", precision=0, minimum=0)
+            with gr.Row():
+                sweep_button = gr.Button("Start sweep", variant="primary")
+                tune_button = gr.Button("Start tune", variant="primary")
+                abort_button = gr.Button("Abort sweep/tune", variant="stop")
+                resume_button = gr.Button("Resume sweep/tune")
+            sweep_status = gr.Markdown()
+            best = gr.Markdown()
+            table = gr.Dataframe(label="trials", interactive=False)
+            report = gr.Markdown()
+        lr_job, sweep_job = gr.State(None), gr.State(None)
+        lr_timer, sweep_timer = gr.Timer(1.0, active=False), gr.Timer(2.0, active=False)
+
+        lr_button.click(
+            self.start_lr_find,
+            [start_lr, end_lr, steps, rule, *config_inputs],
+            [lr_job, lr_status, lr_timer],
+            preprocess=False,
+        )
+        lr_timer.tick(self.lr_tick, lr_job, [lr_status, lr_plot, suggestion, lr_timer])
+        use_button.click(lambda value: gr.update() if value is None else value, suggestion, learning_rate)
+        sweep_button.click(
+            self.start_sweep,
+            [preset, trials, timeout, *config_inputs],
+            [sweep_job, sweep_status, sweep_timer],
+            preprocess=False,
+        )
+        tune_button.click(
+            self.start_tune,
+            [trials, steps, *config_inputs],
+            [sweep_job, sweep_status, sweep_timer],
+            preprocess=False,
+        )
+        sweep_timer.tick(self.sweep_tick, sweep_job, [sweep_status, table, best, report, sweep_timer])
+        abort_button.click(self.abort, sweep_job, sweep_status)
+        resume_button.click(self.resume, sweep_job, [sweep_job, sweep_status, sweep_timer])

@@ -1,0 +1,66 @@
+"""What the LR finder / Tune and Compare tabs read from the folders `protfit sweep`, `tune` and `compare` write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio")
+
+from protfit.webui.compare_tab import plots_html
+from protfit.webui.tune_tab import best_text, trials_table, tune_report
+
+
+def test_live_trials_then_the_final_table(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    done, running = sweep / "trials" / "trial-0000", sweep / "trials" / "trial-0001"
+    for folder in (done, running):
+        folder.mkdir(parents=True)
+        (folder / "history.jsonl").write_text('{"epoch": 1, "val_loss": 0.5}\n')
+    (done / "summary.json").write_text(json.dumps({"monitor": "mcc", "best_val_metric": 0.7}))
+    live = trials_table(sweep)
+    assert live[["trial", "epochs", "state"]].values.tolist() == [
+        ["trial-0000", 1, "finished"],
+        ["trial-0001", 1, "running or pruned"],
+    ]
+    assert live["best"].iloc[0] == 0.7 and live["best"].isna().iloc[1]
+    (sweep / "trials.csv").write_text("trial,state,value,run_dir\n0,complete,0.7,x\n1,pruned,,y\n")
+    assert list(trials_table(sweep).columns) == ["trial", "state", "value"]
+    (sweep / "best.json").write_text(
+        json.dumps(
+            {
+                "best": {
+                    "trial": 0,
+                    "monitor": "mcc",
+                    "value": 0.7,
+                    "params": {"train.learning_rate": 0.00123},
+                },
+                "counts": {"complete": 1, "pruned": 1, "fail": 0},
+                "n_trials": 2,
+                "wall_time_s": 3.2,
+            }
+        )
+    )
+    assert "1 complete, 1 pruned, 0 failed" in best_text(sweep)
+    assert "train.learning_rate=0.00123" in best_text(sweep)
+
+
+def test_tune_report_shows_the_closing_table_and_the_comparison(tmp_path: Path) -> None:
+    assert tune_report(tmp_path) == ""
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "tune.md").write_text("## Tuned vs untuned\n")
+    (tmp_path / "compare" / "compare.md").write_text("| rank | stars |\n")
+    report = tune_report(tmp_path)
+    assert (
+        report.index("Tuned vs untuned") < report.index("Comparison of the trials") < report.index("| rank")
+    )
+
+
+def test_comparison_plots_are_inline_images_only(tmp_path: Path) -> None:
+    page = tmp_path / "compare.html"
+    page.write_text('<img src="data:image/png;base64,iVBORw0KGgo="><img src="https://example.org/x.png">')
+    html = plots_html(page)
+    assert html.count("<img") == 1 and "example.org" not in html
+    assert plots_html(tmp_path / "missing.html") == ""
