@@ -215,7 +215,9 @@ def main() -> int:
     parser.add_argument("--max-seq-len", type=int, default=64)
     parser.add_argument("--test-subset", type=int, default=500)
     parser.add_argument("--budget-min", type=float, default=None, help="start no run after this many minutes")
-    parser.add_argument("--report-only", action="store_true", help="rewrite the table from --results, run nothing")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the table from --results, run nothing"
+    )
     parser.add_argument("--out", default=str(REPO / "docs" / "regularization.md"))
     parser.add_argument("--results", default=str(REPO / "bench" / "results" / "regularization.csv"))
     args = parser.parse_args()
