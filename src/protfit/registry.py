@@ -144,9 +144,8 @@ ALIASES: Registry = Registry(
 # builder ``(cfg) -> Plugin | None`` that returns None when its section leaves it off.
 PLUGINS: Registry = Registry(
     "training plug-in",
-    "train.plugins",
+    "regularization",
     (
-        "protfit.report.trackers",
         "protfit.regularization.dropout",
         "protfit.regularization.weight_decay",
         "protfit.regularization.layerwise_lr",
