@@ -33,7 +33,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from quality import DATA, write_splits  # noqa: E402  (same data preparation as the quality benchmark)
+from quality import DATA, write_splits  # noqa: E402
+from quality import mean_sd as quality_mean_sd  # noqa: E402  (same data preparation as the quality benchmark)
 
 R = "regularization."
 # name -> (method, overrides); each technique with settings a user would try first
@@ -142,12 +143,8 @@ def run_one(name: str, data: Path, seed: int, out: Path, args: argparse.Namespac
 
 
 def mean_sd(values: list) -> str:
-    values = [v for v in values if v is not None and v == v]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+    """quality.py's mean ± sd, over the finite values (a technique can leave a metric undefined)."""
+    return quality_mean_sd([value for value in values if value is not None and value == value])
 
 
 def write_report(results: pd.DataFrame, args: argparse.Namespace, test_rows: int, command: str) -> str:
