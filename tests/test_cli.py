@@ -133,3 +133,14 @@ def test_eval_output_onto_an_existing_file_is_one_clear_line(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "no-run"), "-o", str(tmp_path / "taken")]) == 2
     error = capsys.readouterr().err
     assert f"-o {tmp_path / 'taken'} is a file" in error and "Errno" not in error
+
+
+def test_overrides_may_follow_an_option(monkeypatch):
+    from protfit import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_train", lambda args: seen.update(vars(args)))
+    assert cli.main(["train", "run.yaml", "--resume", "RUN", "train.epochs=3"]) == 0
+    assert seen["overrides"] == ["train.epochs=3"] and seen["resume"] == "RUN"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "run.yaml", "--bogus", "x"])

@@ -416,7 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may also follow an option (`train run.yaml --num-processes 2 train.epochs=3`);
+    # argparse stops collecting positionals at the first option, so they are picked up here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     processes = getattr(args, "num_processes", 1)
     if processes < 1:
         print("protfit train: error: --num-processes must be at least 1", file=sys.stderr)
