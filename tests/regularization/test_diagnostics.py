@@ -163,3 +163,23 @@ def test_train_split_subset_is_bounded_and_fixed(classification_data, tmp_path):
     assert len(rows) == 8  # max(train_rows, validation rows)
     assert np.array_equal(rows, train_rows(parts, 5)) and len(set(rows)) == 8
     assert len(train_rows(parts, 1000)) == 24  # small split: all rows
+
+
+def test_diagnostics_observe_without_changing_the_training(tmp_path):
+    # head dropout draws from the global RNG every step; the train-split evaluation must not shift it
+    from protfit.training.train import train
+
+    data = write_synthetic_dataset(tmp_path / "data", "regression", n_train=40, n_validation=12, n_test=12)
+    histories = {}
+    for on in (True, False):
+        cfg = make_config(
+            data,
+            tmp_path / str(on),
+            "train.epochs=3",
+            "model.head.dropout=0.5",
+            f"regularization.diagnostics.enabled={str(on).lower()}",
+            problem="regression",
+        )
+        rows = train(cfg).summary["history"]
+        histories[on] = [(row["train_loss"], row["val_loss"], row["val_spearman"]) for row in rows]
+    assert histories[True] == histories[False]

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from protfit.plugins import Plugin, TrainingState
@@ -125,9 +126,17 @@ class OverfittingDiagnostics(Plugin):
             self.loader = train_eval_loader(parts, self.rows)
             frame = parts.splits.train.frame.iloc[self.rows]
             self.targets = targets_from_frame(frame, cfg.data.problem_type, parts.splits.num_labels)
-        result = evaluate(
-            parts.model, self.loader, parts.criterion, parts.scaling, parts.accelerator, cfg.data.problem_type
-        )
+        # Observation only: iterating a DataLoader draws a seed from the global torch RNG, which would
+        # shift every later dropout mask; forked, a run trains the same with the diagnostics on or off.
+        with torch.random.fork_rng(devices=[]):
+            result = evaluate(
+                parts.model,
+                self.loader,
+                parts.criterion,
+                parts.scaling,
+                parts.accelerator,
+                cfg.data.problem_type,
+            )
         metrics = compute_metrics(
             cfg.metric_names,
             cfg.data.problem_type,
