@@ -28,9 +28,11 @@ import multiprocessing
 import os
 import random
 import signal
+import socket
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -243,8 +245,12 @@ def _without_password(url: str) -> str:
 
 def make_sampler(sweep: Sweep, worker: int, offset: int) -> optuna.samplers.BaseSampler:
     cfg = sweep.config.sampler
-    # distinct per worker and per restart, so parallel workers and a resumed sweep do not repeat draws
+    # distinct per worker and per restart, so parallel workers and a resumed sweep do not repeat draws;
+    # on a shared storage, workers on other machines (or started at the same moment) are worker 0 with
+    # the same offset too, so the process's host and pid join the seed
     seed = None if cfg.seed is None else cfg.seed + 1000 * worker + offset
+    if seed is not None and sweep.shared:
+        seed += zlib.crc32(f"{socket.gethostname()}-{os.getpid()}".encode()) % 1_000_000 * 1000
     if cfg.name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
     if cfg.name == "cmaes":
