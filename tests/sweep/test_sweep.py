@@ -15,7 +15,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from protfit.sweep.study import counts, open_sweep_folder, run_sweep
+from protfit.sweep.storage import counts
+from protfit.sweep.study import open_sweep_folder, run_sweep
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

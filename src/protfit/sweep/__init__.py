@@ -3,6 +3,8 @@
 - ``config.py``  SweepConfig: the sweep file (base run config, search space, sampler, pruner, objective)
 - ``space.py``   search-space parameters -> Optuna suggestions and run-config overrides
 - ``presets.py`` ready-made search spaces with documented ranges
-- ``study.py``   the study: storage, trial slots, workers, pruning callback, resume, final table
+- ``study.py``   the sweep: preparing it, the worker loop, worker processes, resume, run_sweep
+- ``storage.py`` the Optuna storage, sampler, pruner, the study's trial slots, claims and heartbeats
+- ``report.py``  the live trial line, trials.csv, best.json, the final table and Optuna's plots
 - ``lr_find.py`` the learning-rate range test
 """

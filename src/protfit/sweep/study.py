@@ -14,6 +14,8 @@ Exactly ``n_trials`` trials finish, however many workers share the study: the st
 ``n_trials`` waiting *slots* (enqueued trials), and a worker only ever claims a waiting slot, never
 creates a trial. A trial that was running when its worker died is marked failed and its parameters
 are queued again (on `--resume` for a local sweep; by Optuna's heartbeat for a shared storage).
+The storage and slot machinery is in `storage.py`, the reports (trials.csv, best.json, plots) in
+`report.py`.
 """
 
 from __future__ import annotations
@@ -21,44 +23,42 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
-import fcntl
-import json
-import math
 import multiprocessing
 import os
-import random
 import signal
-import socket
-import threading
 import time
-import warnings
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
 from protfit.config import ConfigError, RunConfig
 from protfit.sweep.config import SweepConfig, base_run_raw, build_sweep_config, trial_run_config
-from protfit.sweep.space import Param, check_space, grid_size, iter_grid, resolve_space, suggest_params
+from protfit.sweep.report import atomic_write, report_trial, write_report
+from protfit.sweep.space import Param, check_space, grid_size, resolve_space, suggest_params
+from protfit.sweep.storage import (
+    claim_slot,
+    counts,
+    file_lock,
+    heartbeat,
+    load_study,
+    make_sampler,
+    make_storage,
+    open_study,
+    requeue_interrupted,
+    started_trials,
+    top_up,
+)
 
 SWEEP_FILE = "sweep.yaml"
 DB_FILE = "study.db"
 LOCK_FILE = ".sweep.lock"
-CLAIM_LOCK_FILE = ".claim.lock"
-HEARTBEAT_S = 10
-GRACE_S = 60
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 3
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass
@@ -174,14 +174,6 @@ def write_sweep_file(sweep: Sweep) -> None:
     )
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file of this process and rename: workers of one sweep write the same
-    report files, and a reader never sees half a file."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 def open_sweep_folder(folder: str | Path, overrides: list[str] | None = None) -> Sweep:
     """A sweep folder's own sweep.yaml (for --resume and for worker processes)."""
     folder = Path(folder)
@@ -202,237 +194,7 @@ def open_sweep_folder(folder: str | Path, overrides: list[str] | None = None) ->
     return prepare_sweep(config, str(path), folder)
 
 
-# ---- Optuna objects ------------------------------------------------------------------------------
-
-
-def make_storage(sweep: Sweep) -> optuna.storages.RDBStorage:
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sweep.storage_url.startswith("sqlite") else None
-    if not sweep.shared:
-        return optuna.storages.RDBStorage(sweep.storage_url, engine_kwargs=engine_kwargs)
-    # workers starting together on an empty database race to create Optuna's tables: retry
-    for attempt in range(5):
-        try:
-            # a worker that dies stops its heartbeat; after the grace period any worker marks the trial
-            # failed and queues its parameters again
-            return optuna.storages.RDBStorage(
-                sweep.storage_url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
-            )
-        except ImportError:
-            raise ConfigError(
-                f"no database driver for {_without_password(sweep.storage_url)}: for PostgreSQL "
-                '`pip install "psycopg[binary]"` (postgresql://...) or psycopg2-binary (postgresql+psycopg2://...)'
-            ) from None
-        except Exception as error:  # sqlalchemy errors of a concurrent CREATE TABLE
-            if attempt == 4 or "could not connect" in str(error) or "Connection refused" in str(error):
-                raise RuntimeError(
-                    f"cannot open the study storage {_without_password(sweep.storage_url)}: {error}"
-                ) from None
-            time.sleep(0.5 + random.random())
-    raise AssertionError("unreachable")
-
-
-def _without_password(url: str) -> str:
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, _, user = head.partition("://")
-    return f"{scheme}://{user.split(':')[0]}@{tail}"
-
-
-def make_sampler(sweep: Sweep, worker: int, offset: int) -> optuna.samplers.BaseSampler:
-    cfg = sweep.config.sampler
-    # distinct per worker and per restart, so parallel workers and a resumed sweep do not repeat draws;
-    # on a shared storage, workers on other machines (or started at the same moment) are worker 0 with
-    # the same offset too, so the process's host and pid join the seed
-    seed = None if cfg.seed is None else cfg.seed + 1000 * worker + offset
-    if seed is not None and sweep.shared:
-        seed += zlib.crc32(f"{socket.gethostname()}-{os.getpid()}".encode()) % 1_000_000 * 1000
-    if cfg.name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
-    if cfg.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
-    # grid: the combinations are enqueued as the trial slots (fixed parameters), see fill_slots
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
-    cfg = sweep.config.pruner
-    if cfg.name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=cfg.n_startup_trials, n_warmup_steps=cfg.n_warmup_steps
-        )
-    if cfg.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=cfg.min_resource, reduction_factor=cfg.reduction_factor
-        )
-    if cfg.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=cfg.min_resource,
-            max_resource=sweep.base.train.epochs,
-            reduction_factor=cfg.reduction_factor,
-        )
-    return optuna.pruners.NopPruner()
-
-
-def load_study(sweep: Sweep, storage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    """A fresh study object per trial (samplers read the current history), with the worker's sampler."""
-    return optuna.load_study(
-        study_name=sweep.study_name, storage=storage, sampler=sampler, pruner=make_pruner(sweep)
-    )
-
-
-def started_trials(storage, sweep: Sweep) -> int:
-    study_id = storage.get_study_id_from_name(sweep.study_name)
-    return sum(
-        trial.state != TrialState.WAITING for trial in storage.get_all_trials(study_id, deepcopy=False)
-    )
-
-
-def open_study(sweep: Sweep, storage) -> optuna.Study:
-    """Create the study with its trial slots, or join it; refuse a study of another direction."""
-    try:
-        study = optuna.create_study(
-            study_name=sweep.study_name, storage=storage, direction=sweep.direction, load_if_exists=False
-        )
-        fill_slots(study, sweep, sweep.config.n_trials)
-        study.set_user_attr("protfit", {"n_trials": sweep.config.n_trials, "monitor": sweep.base.monitor})
-        return study
-    except optuna.exceptions.DuplicatedStudyError:
-        pass
-    study = optuna.load_study(study_name=sweep.study_name, storage=storage)
-    if study.direction.name.lower() != sweep.direction:
-        raise ConfigError(
-            f"study '{sweep.study_name}' in {_without_password(sweep.storage_url)} is a "
-            f"{study.direction.name.lower()} study, but this sweep's monitor {sweep.base.monitor} needs "
-            f"{sweep.direction}; use another --study name"
-        )
-    # another worker created it: wait (briefly) until its slots are in
-    for _ in range(240):
-        if "protfit" in study.user_attrs:
-            return study
-        time.sleep(0.5)
-    raise RuntimeError(
-        f"study '{sweep.study_name}' exists but has no trial slots (not created by `protfit sweep`, or its "
-        "creator was killed while creating it); use another --study name"
-    )
-
-
-def fill_slots(study: optuna.Study, sweep: Sweep, count: int) -> None:
-    if count <= 0:
-        return
-    if sweep.config.sampler.name == "grid":
-        seen = {
-            tuple(sorted(trial.params.items()))
-            for trial in study.get_trials(deepcopy=False)
-            if trial.state != TrialState.FAIL
-        }
-        seen |= {
-            tuple(sorted(trial.system_attrs.get("fixed_params", {}).items()))
-            for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        }
-        combinations = [combo for combo in iter_grid(sweep.space) if tuple(sorted(combo.items())) not in seen]
-        for combination in combinations[:count]:
-            study.enqueue_trial(combination)
-        return
-    for _ in range(count):
-        study.enqueue_trial({})
-
-
-def counts(study: optuna.Study) -> dict[str, int]:
-    result = {state.name.lower(): 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        result[trial.state.name.lower()] += 1
-    return result
-
-
-def requeue_interrupted(study: optuna.Study, storage) -> list[int]:
-    """Trials left RUNNING by a killed sweep: mark failed, queue their parameters again."""
-    study_id = storage.get_study_id_from_name(study.study_name)
-    requeued = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        storage.set_trial_user_attr(trial_id, "interrupted", True)
-        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
-        fixed = trial.params or trial.system_attrs.get("fixed_params", {})
-        study.enqueue_trial(dict(fixed), user_attrs={"retry_of": trial.number})
-        requeued.append(trial.number)
-    return requeued
-
-
-def top_up(study: optuna.Study, sweep: Sweep) -> int:
-    """Queue slots until finished + waiting trials reach n_trials (replaces failed trials on resume)."""
-    state = counts(study)
-    missing = (
-        sweep.config.n_trials - state["complete"] - state["pruned"] - state["waiting"] - state["running"]
-    )
-    fill_slots(study, sweep, missing)
-    return max(missing, 0)
-
-
 # ---- the worker loop ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def claim_slot(sweep: Sweep, study: optuna.Study, storage) -> int | None:
-    """Atomically move one WAITING trial to RUNNING; None when no slot is left."""
-    study_id = storage.get_study_id_from_name(sweep.study_name)
-    # SQLite has no row locks: two processes could claim the same slot, so claims there are serialised
-    lock = _claim_lock_path(sweep)
-    with file_lock(lock) if lock else contextlib.nullcontext():
-        for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            try:
-                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    return trial_id
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-    return None
-
-
-def _claim_lock_path(sweep: Sweep) -> Path | None:
-    if not sweep.storage_url.startswith("sqlite"):
-        return None
-    if not sweep.shared:
-        return sweep.folder / CLAIM_LOCK_FILE
-    return Path(sweep.storage_url.removeprefix("sqlite:///") + ".claim.lock")
-
-
-@contextlib.contextmanager
-def heartbeat(storage, trial_id: int, enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.is_set():
-            storage.record_heartbeat(trial_id)
-            stop.wait(HEARTBEAT_S)
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def worker_loop(sweep: Sweep, worker: int = 0, deadline: float | None = None) -> None:
@@ -489,48 +251,6 @@ def worker_loop(sweep: Sweep, worker: int = 0, deadline: float | None = None) ->
         study.tell(trial, value)
         failures = 0
         report_trial(sweep, study, trial.number, "complete", None, started)
-
-
-def format_value(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
-
-def format_params(params: dict[str, Any]) -> str:
-    parts = []
-    for key, value in params.items():
-        short = key.split(".")[-1]
-        parts.append(f"{short}={value:.3g}" if isinstance(value, float) else f"{short}={value}")
-    return " ".join(parts)
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
-
-
-def report_trial(
-    sweep: Sweep, study: optuna.Study, number: int, state: str, note: str | None, started: float
-) -> None:
-    """The live line: trial k/N, its state and value, parameters, the best so far."""
-    trial = study.get_trials(deepcopy=False)[number]
-    done = counts(study)
-    finished = done["complete"] + done["pruned"]
-    value = trial.value if state == "complete" else None
-    spread = trial.user_attrs.get("sd")
-    shown = format_value(value) + (f" ± {spread:.4f}" if spread and value is not None else "")
-    if state == "pruned":
-        shown = f"at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
-    best = best_trial(study)
-    best_text = f"best {format_value(best.value)} (#{best.number})" if best else "best -"
-    line = (
-        f"trial {finished}/{sweep.config.n_trials} #{number} {state} {sweep.base.monitor} {shown}  "
-        f"{format_params(trial.params)}  | {best_text}  {time.perf_counter() - started:.1f}s"
-    )
-    if state == "failed" and note:
-        line += f"\n  error: {note}"
-    print(line, flush=True)
 
 
 # ---- parallel workers ----------------------------------------------------------------------------
@@ -657,99 +377,3 @@ def run_sweep(sweep: Sweep, *, resume: bool = False) -> SweepResult:
         study = optuna.load_study(study_name=sweep.study_name, storage=storage)
         best = write_report(sweep, study, time.time() - started)
     return SweepResult(folder=folder, study=study, best=best, counts=counts(study))
-
-
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    rows = []
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        epochs = attrs.get("pruned_at_epoch") if trial.state == TrialState.PRUNED else attrs.get("epochs_run")
-        rows.append(
-            {
-                "trial": trial.number,
-                "state": trial.state.name.lower(),
-                "value": trial.value if trial.state == TrialState.COMPLETE else None,
-                "sd": attrs.get("sd"),
-                "epochs": epochs,
-                "wall_time_s": attrs.get("wall_time_s"),
-                **trial.params,
-                "run_dir": attrs.get("run_dir"),
-                "note": attrs.get("error")
-                or attrs.get("diverged")
-                or ("interrupted" if attrs.get("interrupted") else None),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def write_report(sweep: Sweep, study: optuna.Study, wall_time_s: float) -> dict[str, Any] | None:
-    table = trials_table(study)
-    atomic_write(sweep.folder / "trials.csv", lambda path: table.to_csv(path, index=False))
-    state = counts(study)
-    best = best_trial(study)
-    summary: dict[str, Any] | None = None
-    if best is not None:
-        summary = {
-            "trial": best.number,
-            "monitor": sweep.base.monitor,
-            "direction": sweep.direction,
-            "value": best.value,
-            "sd": best.user_attrs.get("sd"),
-            "values": best.user_attrs.get("values"),
-            "params": best.params,
-            "run_dir": best.user_attrs.get("run_dir"),
-            "test_metrics": best.user_attrs.get("test_metrics"),
-        }
-    report = {
-        "best": summary,
-        "counts": state,
-        "n_trials": sweep.config.n_trials,
-        "wall_time_s": round(wall_time_s, 2),
-    }
-    atomic_write(
-        sweep.folder / "best.json", lambda path: path.write_text(json.dumps(report, indent=2, default=str))
-    )
-    write_plots(study, sweep.folder)
-    print()
-    columns = [column for column in table.columns if column not in ("run_dir", "note")]
-    print(table[columns].to_string(index=False, float_format=lambda value: f"{value:.4g}"))
-    finished = state["complete"] + state["pruned"]
-    print(
-        f"\n{finished}/{sweep.config.n_trials} trials finished ({state['complete']} complete, {state['pruned']} "
-        f"pruned, {state['fail']} failed) in {wall_time_s:.1f}s"
-    )
-    if finished < sweep.config.n_trials:
-        print(f"not all trials ran; continue with `protfit sweep --resume {sweep.folder}`")
-    if summary:
-        print(
-            f"best: trial {summary['trial']}  {sweep.base.monitor} {summary['value']:.4f}  "
-            f"{format_params(summary['params'])}\n  run folder: {summary['run_dir']}"
-        )
-    print(f"sweep folder: {sweep.folder}")
-    return summary
-
-
-def write_plots(study: optuna.Study, folder: Path) -> None:
-    """Optuna's optimization history and parameter importances (skipped when there is too little data)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    plots = {"optimization_history": optuna_plots.plot_optimization_history}
-    if len(complete) >= 2 and any(len(trial.params) for trial in complete):
-        plots["param_importances"] = optuna_plots.plot_param_importances
-    for name, plot in plots.items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "experimental" notices, equal-importance notes
-                axis = plot(study)
-            axis.figure.tight_layout()
-            atomic_write(
-                folder / f"{name}.png", lambda path, figure=axis.figure: figure.savefig(path, dpi=110)
-            )
-            plt.close(axis.figure)
-        except (ValueError, RuntimeError, ZeroDivisionError) as error:  # e.g. constant values
-            print(f"({name} plot skipped: {error})")
