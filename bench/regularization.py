@@ -217,6 +217,13 @@ def main() -> int:
     )
     parser.add_argument("--out", default=str(REPO / "docs" / "regularization.md"))
     parser.add_argument("--results", default=str(REPO / "bench" / "results" / "regularization.csv"))
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        help="with --report-only: first combine these per-run CSVs (e.g. of two invocations run side by side "
+        "with their own --results) into --results; a later file's row replaces an earlier one's",
+    )
     args = parser.parse_args()
     unknown = [name for name in args.techniques if name not in TECHNIQUES]
     if unknown:
@@ -234,6 +241,11 @@ def main() -> int:
     test_rows = len(pd.read_csv(data / "test.csv"))
     results_path = Path(args.results)
     results_path.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        if not args.report_only:
+            parser.error("--merge goes with --report-only")
+        merged = pd.concat([pd.read_csv(path) for path in args.merge], ignore_index=True)
+        merged.drop_duplicates(["technique", "seed"], keep="last").to_csv(results_path, index=False)
     records = pd.read_csv(results_path).to_dict("records") if results_path.exists() else []
     if args.report_only:
         update_doc(Path(args.out), write_report(pd.DataFrame(records), args, test_rows, command))

@@ -57,7 +57,6 @@ from protfit.sweep.storage import (
 SWEEP_FILE = "sweep.yaml"
 DB_FILE = "study.db"
 LOCK_FILE = ".sweep.lock"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 3
 
 
