@@ -156,6 +156,26 @@ def test_undertrained_when_the_best_epoch_is_last_or_still_rising():
     assert "train.epochs=6" in text and "decayed to 0" in text and "does not end at zero" in text
 
 
+def test_advice_does_not_suggest_what_the_run_already_does():
+    cfg = DiagnosticsConfig()
+    # still rising at the end, but the learning rate ended at a floor: no "schedule ends at zero" tip
+    run_cfg = make_config("unused", "unused", problem="regression")
+    diagnosis = run_diagnosis(summary([0.1, 0.2, 0.3], best=3, lr_last=2e-5), cfg, run_cfg)
+    text = " ".join(diagnosis["advice"])
+    assert diagnosis["undertrained"] and "train.epochs=6" in text
+    assert "does not end at zero" not in text and "decayed to 0" not in text
+    # a severe run that peaked early: the patience tip only when patience is unset or longer than 3
+    peaked = summary([0.5, 0.9, 0.6, 0.5, 0.4, 0.3], best=2)
+    for record in peaked["history"][2:]:
+        record["overfitting"] = "severe"
+    tip = "train.early_stopping.patience=3"
+    patient = make_config("unused", "unused", "train.early_stopping.patience=10", problem="regression")
+    assert run_diagnosis(peaked, cfg, patient)["verdict"] == "severe"
+    assert any(tip in t for t in run_diagnosis(peaked, cfg, patient)["advice"])
+    short = make_config("unused", "unused", "train.early_stopping.patience=3", problem="regression")
+    assert not any(tip in t for t in run_diagnosis(peaked, cfg, short)["advice"])
+
+
 def test_train_split_subset_is_bounded_and_fixed(classification_data, tmp_path):
     cfg = make_config(classification_data, tmp_path, R + "diagnostics.train_rows=5", method="freeze")
     parts = setup_run(cfg)

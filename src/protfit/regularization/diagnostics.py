@@ -262,10 +262,12 @@ def advice(verdict: str, undertrained: bool, summary: dict[str, Any], run_cfg: A
             "sequence augmentation: regularization.augmentation.enabled=true regularization.augmentation.substitution_prob=0.5",
         )
         del tips[4:]  # the first few, most specific, are enough
+        patience = run_cfg.train.early_stopping.patience
         if (
             verdict == "severe"
             and summary.get("best_epoch")
             and summary.get("epochs_run", 0) > summary["best_epoch"] + 2
+            and (patience is None or patience > 3)  # a shorter patience already ended the run near its peak
         ):
             tips.append(
                 f"validation peaked at epoch {summary['best_epoch']}: fewer epochs or train.early_stopping.patience=3"
@@ -278,9 +280,10 @@ def advice(verdict: str, undertrained: bool, summary: dict[str, Any], run_cfg: A
         tips.append(
             f"validation was still improving at the last epoch{ended}: train longer (train.epochs={2 * epochs})"
         )
-        tips.append(
-            "use a schedule that does not end at zero: train.scheduler.name=constant, or polynomial with train.scheduler.lr_end > 0"
-        )
+        if ended:
+            tips.append(
+                "use a schedule that does not end at zero: train.scheduler.name=constant, or polynomial with train.scheduler.lr_end > 0"
+            )
     return tips
 
 

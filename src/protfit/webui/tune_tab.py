@@ -155,9 +155,7 @@ class TuneTab:
         argv += [f"output.dir={SWEEPS}", f"output.name={name}"]
         if timeout:
             argv.append(f"timeout={int(timeout)}")
-        log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
-        self.jobs.add(name, Job(argv, self.workspace.root, log, self.workspace.resolve(f"{SWEEPS}/{name}")))
-        return [name, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
+        return self._launch(name, argv, f"{SWEEPS}/{name}")
 
     def start_tune(self, trials: float, steps: float, dataset: str | None, *values: Any) -> list[Any]:
         try:
@@ -169,6 +167,10 @@ class TuneTab:
         name = Path(config).stem
         folder = f"{TUNES}/{name}"
         argv = ["tune", config, "--budget", str(int(trials)), "-o", folder, "--lr-steps", str(int(steps))]
+        return self._launch(name, argv, folder)
+
+    def _launch(self, name: str, argv: list[str], folder: str) -> list[Any]:
+        """Start ``protfit ARGV`` as a background job writing FOLDER, its log next to the config."""
         log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
         self.jobs.add(name, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
         return [name, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
