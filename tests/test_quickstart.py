@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_quickstart_runs_from_the_checkout_and_ends_with_test_metrics(tmp_path):
     pytest.importorskip("antiberty", reason='needs pip install "protfit[antiberty]"')
-    # two epochs instead of six keep CI time bounded; everything else is the README's command
+    # two epochs instead of fifteen keep CI time bounded; everything else is the README's command
     command = [
         sys.executable,
         "-m",
