@@ -156,6 +156,14 @@ def test_settings_the_choice_ignores_are_listed_by_key(tmp_path):
     assert ignored_settings(used) == []
 
 
+def test_a_config_written_out_in_full_warns_only_about_what_differs_from_the_defaults(tmp_path):
+    # protfit tune, run folders and the web UI save every key; the defaults among them change nothing
+    cfg = load_config(write(tmp_path, BASE), ["model.method=full", "model.lora.r=16"])
+    full = tmp_path / "full.yaml"
+    save_config(cfg, full)
+    assert dict(ignored_settings(load_config(full))) == {"model.lora.r": "model.method=full does not use it"}
+
+
 @pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "a/b", "..", ".", "a\\b"])
 def test_output_name_cannot_leave_output_dir(tmp_path, name):
     with pytest.raises(ConfigError, match="must be a plain folder name inside output.dir"):

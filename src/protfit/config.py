@@ -481,29 +481,42 @@ def save_config(config: RunConfig, path: str | Path) -> None:
 def ignored_settings(cfg: RunConfig) -> list[tuple[str, str]]:
     """(key, reason) for each setting the user gave that the chosen method, pooler or scheduler ignores.
 
-    Only keys set explicitly count (a default is never "set"); each registry entry lists in its
-    ``uses`` option the keys of its section it reads.
+    A key counts when it was given and differs from its default: a config written out in full (a
+    run folder's ``config.yaml``, the stages of ``protfit tune``, a saved web UI form) repeats every
+    default, and those change nothing. Each registry entry lists in its ``uses`` option the keys of
+    its section it reads.
     """
     found: list[tuple[str, str]] = []
     model = cfg.model
     method_uses = set(METHODS.entry(model.method).options.get("uses", ()))
     for section in ("lora", "ses"):
-        for key in sorted(getattr(model, section).model_fields_set):
+        for key in changed_fields(getattr(model, section)):
             if f"{section}.{key}" not in method_uses:
                 found.append((f"model.{section}.{key}", f"model.method={model.method} does not use it"))
-    if "embedding_cache" in model.model_fields_set and "embedding_cache" not in method_uses:
+    model_changed = changed_fields(model)
+    if "embedding_cache" in model_changed and "embedding_cache" not in method_uses:
         found.append(("model.embedding_cache", f"model.method={model.method} trains through the backbone"))
-    if "pooler_dropout" in model.model_fields_set and "pooler_dropout" not in POOLERS.entry(
-        model.pooler
-    ).options.get("uses", ()):
+    if "pooler_dropout" in model_changed and "pooler_dropout" not in POOLERS.entry(model.pooler).options.get(
+        "uses", ()
+    ):
         found.append(("model.pooler_dropout", f"model.pooler={model.pooler} has no dropout"))
     schedule = cfg.train.scheduler
     scheduler_uses = set(SCHEDULERS.entry(schedule.name).options.get("uses", ()))
-    for key in sorted(schedule.model_fields_set - {"name", "warmup_steps", "warmup_ratio"} - scheduler_uses):
+    for key in changed_fields(schedule) - {"name", "warmup_steps", "warmup_ratio"} - scheduler_uses:
         found.append((f"train.scheduler.{key}", f"train.scheduler.name={schedule.name} does not use it"))
     for name in cfg.regularization.techniques():
         section = getattr(cfg.regularization, name)
         if not section.enabled:
-            for key in sorted(section.model_fields_set - {"enabled"}):
+            for key in changed_fields(section) - {"enabled"}:
                 found.append((f"regularization.{name}.{key}", f"regularization.{name}.enabled is false"))
-    return found
+    return sorted(found)
+
+
+def changed_fields(section: BaseModel) -> set[str]:
+    """Fields of ``section`` that were given a value other than their default."""
+    fields = type(section).model_fields
+    return {
+        key
+        for key in section.model_fields_set
+        if key in fields and getattr(section, key) != fields[key].get_default(call_default_factory=True)
+    }
