@@ -11,9 +11,11 @@ The rules (also in docs/compare.md):
   ``diagnostics.verdict``, or the history row's ``overfitting``) when present; else, when the history
   has the training-split metric, the fallback rule below; else ``n/a``. ``underfit`` replaces the
   verdict when the training metric itself stays low (:func:`is_underfit`).
-* **Rank**: runs whose verdict is not ``severe`` first, ordered by best validation metric in the
-  monitor's direction; values equal to 4 decimals count as a tie, broken by the smaller gap; the
-  ``severe`` runs follow in the same order, runs without a validation value last.
+* **Rank**: runs whose verdict is neither ``severe`` nor ``underfit`` first, ordered by best
+  validation metric in the monitor's direction; values equal to 4 decimals count as a tie, broken by
+  the smaller gap; the ``severe`` and ``underfit`` runs follow in the same order, runs without a
+  validation value last. (An underfit run has not learned its own training split: ranking it first
+  recommended a run 0.26 Spearman below the best one in docs/tuning.md's example.)
 * **Stars**: 5 for rank 1; every other run ``round(1 + 4 * (v - worst) / (best - worst))`` clipped to
   1..4, with ``v`` its validation value, ``best`` rank 1's and ``worst`` the worst in the table
   (all oriented so that larger is better); at most 2 for ``severe`` and ``underfit`` runs.
@@ -49,6 +51,9 @@ DEFAULT_CHANCE = {"auroc": 0.5}
 # Config keys that always differ and say nothing about the model.
 IGNORED_KEYS = ("output.", "train.progress")
 VERDICTS = ("none", "mild", "severe", "underfit", "n/a")
+# Ranked after the healthy runs, with at most two stars.
+DEMOTED = ("severe", "underfit")
+DEMOTED_WORDS = {"severe": "severe overfitting", "underfit": "underfitting"}
 
 
 class CompareError(ValueError):
@@ -411,7 +416,7 @@ def rank_rows(rows: list[RunRow]) -> list[RunRow]:
         gap = row.gap if row.gap is not None else math.inf
         return (
             row.best_val is None,
-            row.verdict == "severe",
+            row.verdict in DEMOTED,
             -round(_oriented(row), TIE_DECIMALS) if row.best_val is not None else 0.0,
             gap,
             row.name,
@@ -431,7 +436,7 @@ def rank_rows(rows: list[RunRow]) -> list[RunRow]:
         else:
             share = 1.0 if best == worst else (_oriented(row) - worst) / (best - worst)
             row.stars = max(1, min(4, math.floor(1 + 4 * share + 0.5)))
-        if row.verdict in ("severe", "underfit"):
+        if row.verdict in DEMOTED:
             row.stars = min(row.stars, 2)
     return ranked
 
@@ -512,11 +517,12 @@ def recommendation_reason(comparison: Comparison) -> str:
     if best is None:
         return "no run has a validation value"
     label = _metric_label(comparison)
-    severe = any(row.verdict == "severe" for row in comparison.rows)
-    if best.verdict == "severe":
-        reason = f"best validation {label}, but every run overfits severely"
-    elif severe:
-        reason = f"best validation {label} among runs without severe overfitting"
+    demoted = {row.verdict for row in comparison.rows} & set(DEMOTED)
+    flaws = " or ".join(DEMOTED_WORDS[verdict] for verdict in DEMOTED if verdict in demoted)
+    if best.verdict in DEMOTED:
+        reason = f"best validation {label}, but every run overfits severely or underfits"
+    elif demoted:
+        reason = f"best validation {label} among runs without {flaws}"
     else:
         reason = f"best validation {label}"
     others = [row for row in comparison.rows if row is not best and row.best_val is not None]
