@@ -109,3 +109,17 @@ def test_presets_give_a_valid_space_for_every_method(tmp_path, sweep_raw, method
     check_space(resolve_space({}, "standard", sweep.base), sweep.base_raw, "s.yaml")
     with pytest.raises(ConfigError, match="unknown preset 'fast'; choose from quick, standard"):
         prepare({**raw, "preset": "fast"})
+
+
+def test_trial_lines_name_parameters_unambiguously():
+    from protfit.sweep.report import format_params
+
+    line = format_params(
+        {
+            "train.learning_rate": 0.0159,
+            "model.head.dropout": 0.313,
+            "regularization.ema.enabled": True,
+            "model.lora.dropout": 0.1,
+        }
+    )
+    assert line == "learning_rate=0.0159 head.dropout=0.313 ema.enabled=True lora.dropout=0.1"
