@@ -147,6 +147,11 @@ def mean_sd(values: list) -> str:
     return quality_mean_sd([value for value in values if value is not None and value == value])
 
 
+def seconds_per_epoch(value: float) -> str:
+    """One decimal, or two below a second (cached frozen-backbone epochs take 0.05-0.2 s)."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
 def write_report(results: pd.DataFrame, args: argparse.Namespace, test_rows: int, command: str) -> str:
     lines = [
         "<!-- bench:start (written by bench/regularization.py) -->",
@@ -180,7 +185,7 @@ def write_report(results: pd.DataFrame, args: argparse.Namespace, test_rows: int
         lines.append(
             f"| {name}{extra} | {TECHNIQUES[name][0]} | {len(group)} | {mean_sd(group['best_val_spearman'].tolist())} "
             f"| {mean_sd(group['test_spearman'].tolist())} | {mean_sd(group['gap_spearman'].tolist())} | {verdict} "
-            f"| {statistics.mean(group['s_per_epoch']):.1f} |"
+            f"| {seconds_per_epoch(statistics.mean(group['s_per_epoch']))} |"
         )
     if missing:
         lines += ["", "Not measured (time budget): " + ", ".join(missing) + "."]
