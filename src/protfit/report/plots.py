@@ -11,34 +11,45 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+def _curves(
+    records: list[dict[str, Any]], series: dict[str, str], ylabel: str, title: str, size: tuple[float, float]
+) -> plt.Figure:
+    """One line per ``label -> history key`` over the epochs (a missing value is a gap), closed so it
+    can be saved or handed to a UI without staying in pyplot's registry."""
+    figure, axis = plt.subplots(figsize=size)
+    epochs = [row["epoch"] for row in records]
+    for label, key in series.items():
+        values = [row.get(key) for row in records]
+        axis.plot(epochs, [float("nan") if v is None else v for v in values], marker="o", label=label)
+    axis.set(xlabel="epoch", ylabel=ylabel, title=title)
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.legend()
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+def loss_figure(records: list[dict[str, Any]], size: tuple[float, float] = (6, 4)) -> plt.Figure:
+    return _curves(records, {"train": "train_loss", "validation": "val_loss"}, "loss", "Loss per epoch", size)
+
+
+def metrics_figure(
+    records: list[dict[str, Any]], metric_names: list[str], size: tuple[float, float] = (6, 4)
+) -> plt.Figure:
+    series = {name: f"val_{name}" for name in metric_names}
+    return _curves(records, series, "value", "Validation metrics per epoch", size)
+
+
 def plot_history(records: list[dict[str, Any]], metric_names: list[str], run_dir: Path) -> list[Path]:
     if not records:
         return []
-    epochs = [row["epoch"] for row in records]
     written = []
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(epochs, [row["train_loss"] for row in records], marker="o", label="train")
-    axis.plot(epochs, [row["val_loss"] for row in records], marker="o", label="validation")
-    axis.set(xlabel="epoch", ylabel="loss", title="Loss per epoch")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(run_dir / "loss.png", dpi=100)
-    plt.close(figure)
-    written.append(run_dir / "loss.png")
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name in metric_names:
-        values = [row.get(f"val_{name}") for row in records]
-        axis.plot(
-            epochs, [float("nan") if value is None else value for value in values], marker="o", label=name
-        )
-    axis.set(xlabel="epoch", ylabel="value", title="Validation metrics per epoch")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(run_dir / "metrics.png", dpi=100)
-    plt.close(figure)
-    written.append(run_dir / "metrics.png")
+    for figure, name in (
+        (loss_figure(records), "loss.png"),
+        (metrics_figure(records, metric_names), "metrics.png"),
+    ):
+        figure.savefig(run_dir / name, dpi=100)
+        written.append(run_dir / name)
     return written
 
 

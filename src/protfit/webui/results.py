@@ -16,6 +16,7 @@ import pandas as pd
 
 from protfit.data.loading import DatasetSplits
 from protfit.report.confidence import format_with_interval
+from protfit.report.plots import loss_figure, metrics_figure
 
 # ---- dataset preview ---------------------------------------------------------------------------
 
@@ -123,36 +124,13 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def loss_plot(history: list[dict[str, Any]]) -> plt.Figure | None:
-    if not history:
-        return None
-    figure, axis = plt.subplots(figsize=(5, 3))
-    epochs = [row["epoch"] for row in history]
-    for key in ("train_loss", "val_loss"):
-        axis.plot(epochs, [row.get(key) for row in history], marker="o", label=key)
-    axis.set_xlabel("epoch")
-    axis.xaxis.get_major_locator().set_params(integer=True)
-    axis.set_ylabel("loss")
-    axis.legend()
-    figure.tight_layout()
-    plt.close(figure)
-    return figure
+    return loss_figure(history, size=(5, 3)) if history else None
 
 
 def metric_plot(history: list[dict[str, Any]]) -> plt.Figure | None:
-    keys = [key for key in (history[0] if history else {}) if key.startswith("val_") and key != "val_loss"]
-    if not keys:
-        return None
-    figure, axis = plt.subplots(figsize=(5, 3))
-    epochs = [row["epoch"] for row in history]
-    for key in keys:
-        axis.plot(epochs, [row.get(key) for row in history], marker="o", label=key.removeprefix("val_"))
-    axis.set_xlabel("epoch")
-    axis.xaxis.get_major_locator().set_params(integer=True)
-    axis.set_ylabel("validation metric")
-    axis.legend()
-    figure.tight_layout()
-    plt.close(figure)
-    return figure
+    names = [key.removeprefix("val_") for key in (history[0] if history else {}) if key.startswith("val_")]
+    names = [name for name in names if name != "loss"]
+    return metrics_figure(history, names, size=(5, 3)) if names else None
 
 
 def overfitting_verdict(history: list[dict[str, Any]]) -> str:
