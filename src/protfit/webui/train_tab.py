@@ -189,22 +189,34 @@ class TrainTab:
             gr.Timer(active=True),
         ]
 
-    def abort(self, job_id: str | None) -> str:
+    def abort(
+        self,
+        job_id: str | None,
+        idle: str = "no run in progress",
+        stopping: str = "stopping… (the epoch in progress is abandoned; completed epochs stay saved)",
+    ) -> str:
+        """Stop the job (SIGTERM: it saves what it finished); the tune tab passes its own wording."""
         job = self.jobs.get(job_id)
         if job is None or not job.running:
-            return "no run in progress"
+            return idle
         job.abort()
-        return "stopping… (the epoch in progress is abandoned; completed epochs stay saved)"
+        return stopping
 
-    def resume(self, job_id: str | None) -> list[Any]:
+    def resume(
+        self,
+        job_id: str | None,
+        nothing: str = "nothing to resume: start a run first, or wait until it has stopped",
+    ) -> list[Any]:
+        """``protfit <the job's command> --resume <its folder>`` as a new job (train, sweep or tune)."""
         job = self.jobs.get(job_id)
         if job is None or job.running or job.run_dir is None:
-            return [job_id, "nothing to resume: start a run first, or wait until it has stopped", gr.Timer()]
+            return [job_id, nothing, gr.Timer()]
         relative = self.workspace.relative(job.run_dir)
         new_id = unique_name("resume")
+        command = job.argv[0]
         log = self.workspace.resolve(f"{CONFIGS}/{job.run_dir.name}.log")
-        self.jobs.add(new_id, Job(["train", "--resume", relative], self.workspace.root, log, job.run_dir))
-        return [new_id, f"resumed: `protfit train --resume {relative}`", gr.Timer(active=True)]
+        self.jobs.add(new_id, Job([command, "--resume", relative], self.workspace.root, log, job.run_dir))
+        return [new_id, f"resumed: `protfit {command} --resume {relative}`", gr.Timer(active=True)]
 
     def progress_text(self, job: Job) -> str:
         relative = self.workspace.relative(job.run_dir) if job.run_dir else "?"

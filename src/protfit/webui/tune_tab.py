@@ -197,22 +197,10 @@ class TuneTab:
         return [status, trials_table(sweep_dir), best_text(sweep_dir), report, gr.Timer(active=job.running)]
 
     def abort(self, job_id: str | None) -> str:
-        job = self.jobs.get(job_id)
-        if job is None or not job.running:
-            return "no sweep in progress"
-        job.abort()
-        return "stopping…"
+        return self.train.abort(job_id, idle="no sweep in progress", stopping="stopping…")
 
     def resume(self, job_id: str | None) -> list[Any]:
-        job = self.jobs.get(job_id)
-        if job is None or job.running or job.run_dir is None:
-            return [job_id, "nothing to resume", gr.Timer()]
-        relative = self.workspace.relative(job.run_dir)
-        new_id = unique_name("resume")
-        command = job.argv[0]
-        log = self.workspace.resolve(f"{CONFIGS}/{job.run_dir.name}.log")
-        self.jobs.add(new_id, Job([command, "--resume", relative], self.workspace.root, log, job.run_dir))
-        return [new_id, f"resumed: `protfit {command} --resume {relative}`", gr.Timer(active=True)]
+        return self.train.resume(job_id, nothing="nothing to resume")
 
     # ---- layout ------------------------------------------------------------------------------
 
