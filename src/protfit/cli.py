@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -189,7 +190,12 @@ def _lr_find(args: argparse.Namespace) -> None:
     )
     print(f"suggested learning rate: {result.suggestion:.3g}  ({SUGGESTION_RULES[result.rule]})")
     print(f"curve: {folder / 'lr_find.csv'}  plot: {folder / 'lr_find.png'}")
-    print(f"use it: protfit train {args.config} train.learning_rate={result.suggestion:.3g}  (or =auto)")
+    # the suggestion holds for the config as overridden here, so the command repeats the overrides
+    kept = [o for o in args.overrides if not o.startswith(("train.learning_rate=", "output."))]
+    command = shlex.join(
+        ["protfit", "train", str(args.config), *kept, f"train.learning_rate={result.suggestion:.3g}"]
+    )
+    print(f"use it: {command}  (or =auto)")
 
 
 def add_sweep_commands(commands: argparse._SubParsersAction) -> None:

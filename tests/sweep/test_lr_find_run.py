@@ -79,6 +79,9 @@ def test_lr_find_command(base_config, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "suggested learning rate" in printed and "minimum smoothed loss, divided by 10" in printed
+    # the command to use it repeats the overrides the suggestion was measured with
+    use = next(line for line in printed.splitlines() if line.startswith("use it: "))
+    assert use.startswith(f"use it: protfit train {config} train.progress=false train.learning_rate=")
     lines = (out / "lr_find.csv").read_text().splitlines()
     assert lines[0] == "lr,loss,smoothed_loss" and 2 <= len(lines) <= 26
     assert (out / "lr_find.png").stat().st_size > 1000
