@@ -12,7 +12,7 @@ import yaml
 
 from protfit.cli import main
 from protfit.config import build_config, load_config, save_config
-from protfit.report.compare import CompareError, compare_runs, write_outputs
+from protfit.report.compare import CompareError, compare_runs, recommendation_reason, write_outputs
 
 BASE = {
     "data": {"path": "data/task", "problem_type": "single_label_classification", "num_labels": 3},
@@ -158,6 +158,13 @@ def test_recommendation_reason_and_yaml_that_train_accepts(tuning_log: Path, tmp
     csv = (out / "compare.csv").read_text().splitlines()
     assert csv[0].startswith("rank,stars,run,run_dir,model.head.dropout,train.epochs")
     assert len(csv) == 5
+
+
+def test_reason_names_the_flaw_when_every_run_has_one(tmp_path: Path) -> None:
+    make_run(tmp_path, "a", dropout=0.1, val=[0.40, 0.42], train=[0.9, 1.0], verdict="severe")
+    make_run(tmp_path, "b", dropout=0.2, val=[0.40, 0.41], train=[0.9, 1.0], verdict="severe")
+    reason = recommendation_reason(compare_runs([tmp_path]))
+    assert reason.startswith("best validation ACCURACY, but every run has severe overfitting;")
 
 
 def test_markdown_format_and_test_never_ranks(tuning_log: Path, capsys) -> None:

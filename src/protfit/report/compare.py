@@ -520,7 +520,7 @@ def recommendation_reason(comparison: Comparison) -> str:
     demoted = {row.verdict for row in comparison.rows} & set(DEMOTED)
     flaws = " or ".join(DEMOTED_WORDS[verdict] for verdict in DEMOTED if verdict in demoted)
     if best.verdict in DEMOTED:
-        reason = f"best validation {label}, but every run overfits severely or underfits"
+        reason = f"best validation {label}, but every run has {flaws}"
     elif demoted:
         reason = f"best validation {label} among runs without {flaws}"
     else:
