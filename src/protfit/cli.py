@@ -189,6 +189,8 @@ def _lr_find(args: argparse.Namespace) -> None:
         f"range test {result.start_lr:.0e} -> {result.end_lr:.0e}: {len(result.learning_rates)} steps, {result.stopped}"
     )
     print(f"suggested learning rate: {result.suggestion:.3g}  ({SUGGESTION_RULES[result.rule]})")
+    if result.note:
+        print(f"WARNING: {result.note}")
     print(f"curve: {folder / 'lr_find.csv'}  plot: {folder / 'lr_find.png'}")
     # the suggestion holds for the config as overridden here, so the command repeats the overrides
     kept = [o for o in args.overrides if not o.startswith(("train.learning_rate=", "output."))]

@@ -15,7 +15,9 @@ The rules (also in docs/compare.md):
   validation metric in the monitor's direction; values equal to 4 decimals count as a tie, broken by
   the smaller gap; the ``severe`` and ``underfit`` runs follow in the same order, runs without a
   validation value last. (An underfit run has not learned its own training split: ranking it first
-  recommended a run 0.26 Spearman below the best one in docs/tuning.md's example.)
+  recommended a run 0.26 Spearman below the best one in docs/tuning.md's example.) A ``collapsed`` run (constant predictions, or
+  its monitored metric undefined at its best epoch: training/collapse.py) ranks after every run
+  with a real value and is never recommended.
 * **Stars**: 5 for rank 1; every other run ``round(1 + 4 * (v - worst) / (best - worst))`` clipped to
   1..4, with ``v`` its validation value, ``best`` rank 1's and ``worst`` the worst in the table
   (all oriented so that larger is better); at most 2 for ``severe`` and ``underfit`` runs.
@@ -50,7 +52,6 @@ BOUNDED_MAX = {"accuracy", "precision", "recall", "f1", "mcc", "auroc", "f1_max"
 DEFAULT_CHANCE = {"auroc": 0.5}
 # Config keys that always differ and say nothing about the model.
 IGNORED_KEYS = ("output.", "train.progress")
-VERDICTS = ("none", "mild", "severe", "underfit", "n/a")
 # Ranked after the healthy runs, with at most two stars.
 DEMOTED = ("severe", "underfit")
 DEMOTED_WORDS = {"severe": "severe overfitting", "underfit": "underfitting"}
@@ -203,6 +204,9 @@ def load_run(name: str, run_dir: Path) -> RunRow:
     _fill_best_epoch(row)
     _fill_gaps(row)
     row.verdict, row.verdict_source = overfitting_verdict(row)
+    collapse = collapse_of(row)
+    if collapse:
+        row.verdict, row.verdict_source = "collapsed", collapse
     if summary:
         row.test_metrics = summary.get("test_metrics") or {}
         row.baseline_verdict = summary.get("verdict")
@@ -273,6 +277,17 @@ def _fill_gaps(row: RunRow) -> None:
 
 
 # --- verdicts ----------------------------------------------------------------------------------------
+
+
+def collapse_of(row: RunRow) -> str | None:
+    """Why the run is a constant predictor (training/collapse.py): its summary's diagnosis, or for a
+    run without summary (a pruned trial) its best epoch's history record; None when it is not."""
+    diagnostics = (row.summary or {}).get("diagnostics") or {}
+    if diagnostics.get("collapsed"):
+        return "; ".join(diagnostics.get("collapse") or ["collapsed"])
+    if row.summary is None and (record := best_record(row)) and record.get("collapsed"):
+        return str(record["collapsed"])
+    return None
 
 
 def chance_level(row: RunRow) -> float | None:
@@ -347,7 +362,11 @@ class Comparison:
 
     @property
     def recommended(self) -> RunRow | None:
-        return self.rows[0] if self.rows and self.rows[0].best_val is not None else None
+        """Rank 1, unless it has no validation value or collapsed: a constant predictor is never
+        recommended, whatever its value."""
+        if self.rows and self.rows[0].best_val is not None and self.rows[0].verdict != "collapsed":
+            return self.rows[0]
+        return None
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -416,6 +435,7 @@ def rank_rows(rows: list[RunRow]) -> list[RunRow]:
         gap = row.gap if row.gap is not None else math.inf
         return (
             row.best_val is None,
+            row.verdict == "collapsed",
             row.verdict in DEMOTED,
             -round(_oriented(row), TIE_DECIMALS) if row.best_val is not None else 0.0,
             gap,
@@ -428,7 +448,7 @@ def rank_rows(rows: list[RunRow]) -> list[RunRow]:
     worst = min((_oriented(row) for row in scored), default=0.0)
     for position, row in enumerate(ranked, start=1):
         row.rank = position
-        if row.best_val is None:
+        if row.best_val is None or row.verdict == "collapsed":
             row.stars = 1
             continue
         if position == 1:
@@ -515,7 +535,7 @@ def recommendation_reason(comparison: Comparison) -> str:
     """One sentence: why rank 1, and what its configuration changed against its closest rival."""
     best = comparison.recommended
     if best is None:
-        return "no run has a validation value"
+        return "no run has a validation value that is not a collapsed (constant) predictor's"
     label = _metric_label(comparison)
     demoted = {row.verdict for row in comparison.rows} & set(DEMOTED)
     flaws = " or ".join(DEMOTED_WORDS[verdict] for verdict in DEMOTED if verdict in demoted)

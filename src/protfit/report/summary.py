@@ -66,22 +66,35 @@ def report(
             threshold=cfg.evaluation.multi_label_threshold,
         )
         summary["warnings"] = [*summary.get("warnings", []), *([warning] if warning else [])]
+    collapse = (summary.get("diagnostics") or {}).get("collapse") or []
+    if collapse:
+        summary["verdict"] = f"collapsed: {'; '.join(collapse)}" + (
+            f" (vs baselines: {summary['verdict']})" if summary.get("verdict") else ""
+        )
+        summary["warnings"] = [
+            *summary.get("warnings", []),
+            "the model collapsed to a constant predictor; lower train.learning_rate or check the labels",
+        ]
     write_json(run_dir / "summary.json", summary)
 
     print()
     if summary["best_epoch"] is not None:
-        print(
-            f"best epoch {summary['best_epoch']} ({summary['monitor']} "
-            f"{summary['best_val_metric']:.4f} on validation)"
+        value = summary["best_val_metric"]
+        shown = (
+            f"{value:.4f}"
+            if value is not None
+            else "undefined (nan); the epoch with the lowest loss was kept"
         )
+        print(f"best epoch {summary['best_epoch']} ({summary['monitor']} {shown} on validation)")
     if "test_metrics" in summary:
         print("test metrics (bootstrap 95% interval):")
         for name, entry in summary["test_metrics"].items():
             print(f"  {name:<10} {format_with_interval(entry['value'], (entry['low'], entry['high']))}")
         if baselines:
             print(format_baseline_table(summary["test_metrics"], baselines))
-            print(f"verdict: {summary['verdict']}")
-    else:
+    if summary.get("verdict"):
+        print(f"verdict: {summary['verdict']}")
+    if "test_metrics" not in summary:
         print("no test split: test metrics skipped")
     diagnosis = summary.get("diagnostics") or {}
     if diagnosis.get("verdict") is not None:

@@ -29,6 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from protfit.config import ConfigError, RunConfig, apply_overrides, build_config, format_validation_error
 
 Scalar = bool | int | float | str | None
+# A categorical choice may also be a list (model.head.hidden_dims: [[128], [32], []]); Optuna keeps it
+# as its JSON text (its choices must be scalars) and the trial's run config gets the list.
+Choice = Scalar | list[Scalar]
 
 
 class _Section(BaseModel):
@@ -79,7 +82,10 @@ class IntParam(_Param):
 
 class CategoricalParam(_Param):
     type: Literal["categorical"] = Field(description="One of a list of values")
-    choices: list[Scalar] = Field(min_length=1, description="The values to choose from")
+    choices: list[Choice] = Field(
+        min_length=1,
+        description="The values to choose from (scalars, or lists such as head widths [[128], []])",
+    )
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
@@ -169,6 +175,12 @@ class SweepConfig(_Section):
         "entries here replace the preset's",
     )
     preset: str | None = Field(None, description="A ready-made space (`protfit sweep --list-presets`)")
+    enqueue: list[dict[str, Choice]] = Field(
+        default_factory=list,
+        description="Trials run first with these parameter values, in order (e.g. the starting config as "
+        "trial 0, so the sweep can never report a best value below it); each value must lie in its "
+        "parameter's range; parameters left out are sampled",
+    )
     n_trials: int = Field(20, ge=1, description="Trials that must finish (complete or pruned)")
     timeout: float | None = Field(
         None, gt=0, description="Seconds after which no new trial starts (running ones finish)"

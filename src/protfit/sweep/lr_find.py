@@ -60,12 +60,30 @@ class RangeTestResult:
     num_steps: int
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def trusted(self) -> bool:
+        """False when the curve was too flat or noisy for the requested rule (the noise fallback
+        ``divergence_div_10`` was used instead): the suggestion is then only an upper bound."""
+        return "requested_rule" not in self.extra
+
+    @property
+    def note(self) -> str | None:
+        if self.trusted:
+            return None
+        return (
+            f"the loss curve is too flat or noisy to trust ({self.extra['requested_rule']} found no descent "
+            f"beyond the loss noise): {self.suggestion:.3g} is a tenth of where the loss diverged, an upper "
+            "bound rather than a tuned rate; keep a rate that already trains, or sweep a range below it"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """What a run's summary records (the curve itself goes to the CSV)."""
         return {
             "suggested_lr": self.suggestion,
             "rule": self.rule,
             "rule_description": SUGGESTION_RULES[self.rule],
+            "trusted": self.trusted,
+            "note": self.note,
             "start_lr": self.start_lr,
             "end_lr": self.end_lr,
             "num_steps": self.num_steps,
@@ -413,6 +431,8 @@ def resolve_auto_learning_rate(parts: Any, settings: RangeTestSettings | None = 
         result.suggestion,
         SUGGESTION_RULES[result.rule],
     )
+    if result.note:
+        logger.warning("train.learning_rate=auto: %s", result.note)
     return result
 
 

@@ -26,6 +26,11 @@ from protfit.report.plots import plot_history
 from protfit.training.train import train
 
 
+class TrialCollapsed(Exception):
+    """The trial's model is a constant predictor (training/collapse.py): a failed trial with that
+    reason, never ranked, whatever its monitored value."""
+
+
 class PruningReporter(Plugin):
     """Report the monitored validation value after every epoch; stop the run when Optuna prunes it."""
 
@@ -161,12 +166,21 @@ def run_trial(
                 run_dirs.append(str(Path(overrides["output.dir"]) / overrides["output.name"]))
                 # pruning decisions come from the first run: a trial's reports must form one curve
                 result = train(cfg, plugins=[reporter] if index == 0 else [])
+                collapse = (result.summary.get("diagnostics") or {}).get("collapse")
+                if collapse:
+                    raise TrialCollapsed(f"{sub or name}: {'; '.join(collapse)}")
+                # the monitored metric at the best epoch, never a fallback's value (EarlyStopping)
                 value = result.summary["best_val_metric"]
                 if value is None or not math.isfinite(value):
                     raise FloatingPointError(f"{sub or name}: the monitored validation value is {value}")
                 values.append(float(value))
                 if index == 0 and "test_metrics" in result.summary:
                     trial.set_user_attr("test_metrics", result.summary["test_metrics"])
+    except TrialCollapsed:
+        trial.set_user_attr("run_dirs", run_dirs)
+        trial.set_user_attr("epochs_run", reporter.last_epoch)
+        trial.set_user_attr("wall_time_s", round(time.perf_counter() - started, 2))
+        raise
     except optuna.TrialPruned:
         trial.set_user_attr("pruned_at_epoch", reporter.last_epoch)
         trial.set_user_attr("run_dirs", run_dirs)

@@ -18,7 +18,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from protfit.sweep.storage import counts
+from protfit.sweep.storage import counts, finished
 
 if TYPE_CHECKING:
     from protfit.sweep.study import Sweep
@@ -62,7 +62,6 @@ def report_trial(
     """The live line: trial k/N, its state and value, parameters, the best so far."""
     trial = study.get_trials(deepcopy=False)[number]
     done = counts(study)
-    finished = done["complete"] + done["pruned"]
     value = trial.value if state == "complete" else None
     spread = trial.user_attrs.get("sd")
     shown = format_value(value) + (f" ± {spread:.4f}" if spread and value is not None else "")
@@ -71,11 +70,13 @@ def report_trial(
     best = best_trial(study)
     best_text = f"best {format_value(best.value)} (#{best.number})" if best else "best -"
     line = (
-        f"trial {finished}/{sweep.config.n_trials} #{number} {state} {sweep.base.monitor} {shown}  "
+        f"trial {finished(done)}/{sweep.config.n_trials} #{number} {state} {sweep.base.monitor} {shown}  "
         f"{format_params(trial.params)}  | {best_text}  {time.perf_counter() - started:.1f}s"
     )
-    if state == "failed" and note:
-        line += f"\n  error: {note}"
+    if state == "collapsed":
+        shown = "collapsed (a constant predictor; not ranked)"
+    if state in ("failed", "collapsed") and note:
+        line += f"\n  {'error' if state == 'failed' else 'why'}: {note}"
     print(line, flush=True)
 
 
@@ -95,6 +96,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 **trial.params,
                 "run_dir": attrs.get("run_dir"),
                 "note": attrs.get("error")
+                or (f"collapsed: {attrs['collapsed']}" if attrs.get("collapsed") else None)
                 or attrs.get("diverged")
                 or ("interrupted" if attrs.get("interrupted") else None),
             }
@@ -133,12 +135,11 @@ def write_report(sweep: Sweep, study: optuna.Study, wall_time_s: float) -> dict[
     print()
     columns = [column for column in table.columns if column not in ("run_dir", "note")]
     print(table[columns].to_string(index=False, float_format=lambda value: f"{value:.4g}"))
-    finished = state["complete"] + state["pruned"]
     print(
-        f"\n{finished}/{sweep.config.n_trials} trials finished ({state['complete']} complete, {state['pruned']} "
-        f"pruned, {state['fail']} failed) in {wall_time_s:.1f}s"
+        f"\n{finished(state)}/{sweep.config.n_trials} trials finished ({state['complete']} complete, "
+        f"{state['pruned']} pruned, {state['collapsed']} collapsed, {state['fail']} failed) in {wall_time_s:.1f}s"
     )
-    if finished < sweep.config.n_trials:
+    if finished(state) < sweep.config.n_trials:
         print(f"not all trials ran; continue with `protfit sweep --resume {sweep.folder}`")
     if summary:
         print(

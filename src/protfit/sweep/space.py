@@ -8,6 +8,7 @@ reproduces a trial.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import numpy as np
@@ -53,8 +54,34 @@ def suggest_params(trial: optuna.Trial, space: dict[str, Param], base: RunConfig
         elif isinstance(param, IntParam):
             sampled[key] = trial.suggest_int(key, param.low, param.high, log=param.log, step=param.step)
         else:
-            sampled[key] = trial.suggest_categorical(key, param.choices)
+            picked = trial.suggest_categorical(key, [optuna_choice(choice) for choice in param.choices])
+            sampled[key] = next(choice for choice in param.choices if optuna_choice(choice) == picked)
     return sampled
+
+
+def optuna_choice(value: Any) -> Any:
+    """A categorical choice as Optuna stores it: lists as their JSON text (Optuna takes scalars only)."""
+    return json.dumps(value) if isinstance(value, list) else value
+
+
+def check_enqueued(enqueued: list[dict[str, Any]], space: dict[str, Param], source: str) -> None:
+    """Every fixed trial names space parameters only, with values inside their ranges."""
+    for index, params in enumerate(enqueued):
+        for key, value in params.items():
+            where = f"{source}, field 'enqueue[{index}].{key}'"
+            param = space.get(key)
+            if param is None:
+                raise ConfigError(f"{where}: not a parameter of the search space ({', '.join(space)})")
+            if isinstance(param, CategoricalParam):
+                if value not in param.choices:
+                    raise ConfigError(f"{where}: {value!r} is not one of the choices {param.choices}")
+            elif not isinstance(value, int | float) or not param.low <= value <= param.high:
+                raise ConfigError(f"{where}: {value!r} is outside [{param.low}, {param.high}]")
+
+
+def enqueued_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A fixed trial's parameters as Optuna's enqueue_trial takes them."""
+    return {key: optuna_choice(value) for key, value in params.items()}
 
 
 def representative_values(param: Param) -> list[Any]:
@@ -95,7 +122,7 @@ def check_space(space: dict[str, Param], base_raw: dict[str, Any], source: str) 
 def grid_values(key: str, param: Param) -> list[Any]:
     """Every value a grid search visits for one parameter."""
     if isinstance(param, CategoricalParam):
-        return list(param.choices)
+        return [optuna_choice(choice) for choice in param.choices]
     if isinstance(param, IntParam):
         if param.log:
             raise ConfigError(f"space.{key}: the grid sampler cannot enumerate a log-scale int; use choices")

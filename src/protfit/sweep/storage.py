@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from protfit.config import ConfigError
-from protfit.sweep.space import iter_grid
+from protfit.sweep.space import enqueued_params, iter_grid
 
 if TYPE_CHECKING:
     from protfit.sweep.study import Sweep
@@ -135,7 +135,10 @@ def open_study(sweep: Sweep, storage) -> optuna.Study:
         study = optuna.create_study(
             study_name=sweep.study_name, storage=storage, direction=sweep.direction, load_if_exists=False
         )
-        fill_slots(study, sweep, sweep.config.n_trials)
+        fixed = sweep.config.enqueue[: sweep.config.n_trials]
+        for params in fixed:  # e.g. the starting config as trial 0 (`protfit tune`)
+            study.enqueue_trial(enqueued_params(params), user_attrs={"enqueued": True})
+        fill_slots(study, sweep, sweep.config.n_trials - len(fixed))
         study.set_user_attr("protfit", {"n_trials": sweep.config.n_trials, "monitor": sweep.base.monitor})
         return study
     except optuna.exceptions.DuplicatedStudyError:
@@ -165,7 +168,7 @@ def fill_slots(study: optuna.Study, sweep: Sweep, count: int) -> None:
         seen = {
             tuple(sorted(trial.params.items()))
             for trial in study.get_trials(deepcopy=False)
-            if trial.state != TrialState.FAIL
+            if trial.state != TrialState.FAIL or trial.user_attrs.get("collapsed")
         }
         seen |= {
             tuple(sorted(trial.system_attrs.get("fixed_params", {}).items()))
@@ -180,10 +183,19 @@ def fill_slots(study: optuna.Study, sweep: Sweep, count: int) -> None:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    result = {state.name.lower(): 0 for state in TrialState}
+    """Trials per state; a trial that failed because its model collapsed (user attr ``collapsed``)
+    counts as ``collapsed``, not ``fail``: it ran to the end and is an answer, so it uses up its
+    slot of the budget and is not queued again."""
+    result = {state.name.lower(): 0 for state in TrialState} | {"collapsed": 0}
     for trial in study.get_trials(deepcopy=False):
-        result[trial.state.name.lower()] += 1
+        collapsed = trial.state == TrialState.FAIL and trial.user_attrs.get("collapsed")
+        result["collapsed" if collapsed else trial.state.name.lower()] += 1
     return result
+
+
+def finished(state: dict[str, int]) -> int:
+    """Trials that used up a slot of the budget: complete, pruned or collapsed."""
+    return state["complete"] + state["pruned"] + state["collapsed"]
 
 
 def requeue_interrupted(study: optuna.Study, storage) -> list[int]:
@@ -203,9 +215,7 @@ def requeue_interrupted(study: optuna.Study, storage) -> list[int]:
 def top_up(study: optuna.Study, sweep: Sweep) -> int:
     """Queue slots until finished + waiting trials reach n_trials (replaces failed trials on resume)."""
     state = counts(study)
-    missing = (
-        sweep.config.n_trials - state["complete"] - state["pruned"] - state["waiting"] - state["running"]
-    )
+    missing = sweep.config.n_trials - finished(state) - state["waiting"] - state["running"]
     fill_slots(study, sweep, missing)
     return max(missing, 0)
 

@@ -39,11 +39,12 @@ from optuna.trial import TrialState
 from protfit.config import ConfigError, RunConfig
 from protfit.sweep.config import SweepConfig, base_run_raw, build_sweep_config, trial_run_config
 from protfit.sweep.report import atomic_write, report_trial, write_report
-from protfit.sweep.space import Param, check_space, grid_size, resolve_space, suggest_params
+from protfit.sweep.space import Param, check_enqueued, check_space, grid_size, resolve_space, suggest_params
 from protfit.sweep.storage import (
     claim_slot,
     counts,
     file_lock,
+    finished,
     heartbeat,
     load_study,
     make_sampler,
@@ -99,6 +100,7 @@ def prepare_sweep(config: SweepConfig, source: str, folder: Path | None = None) 
     base = trial_run_config(base_raw, {}, f"{source}, field 'base'")
     space = resolve_space(config.space, config.preset, base)
     check_space(space, base_raw, source)
+    check_enqueued(config.enqueue, space, source)
     check_options(config, base, space, source)
     if folder is None:
         name = config.output.name or config.study.name or f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -122,6 +124,8 @@ def prepare_sweep(config: SweepConfig, source: str, folder: Path | None = None) 
 def check_options(config: SweepConfig, base: RunConfig, space: dict[str, Param], source: str) -> None:
     sampler, pruner, objective = config.sampler, config.pruner, config.objective
     if sampler.name == "grid":
+        if config.enqueue:
+            raise ConfigError(f"{source}, field 'enqueue': the grid sampler runs every combination already")
         size = grid_size(space)
         if config.n_trials > size:
             raise ConfigError(
@@ -198,7 +202,7 @@ def open_sweep_folder(folder: str | Path, overrides: list[str] | None = None) ->
 
 def worker_loop(sweep: Sweep, worker: int = 0, deadline: float | None = None) -> None:
     """Claim slots and run trials until none is left, the deadline passes, or trials keep failing."""
-    from protfit.sweep.objective import run_plan, run_trial
+    from protfit.sweep.objective import TrialCollapsed, run_plan, run_trial
 
     storage = make_storage(sweep)
     fold_dirs = sorted(sweep.folds_dir.glob("fold-*")) if sweep.config.objective.cv else None
@@ -225,6 +229,13 @@ def worker_loop(sweep: Sweep, worker: int = 0, deadline: float | None = None) ->
             except optuna.TrialPruned as pruned:
                 study.tell(trial, state=TrialState.PRUNED)
                 report_trial(sweep, study, trial.number, "pruned", str(pruned), started)
+                failures = 0
+                continue
+            except TrialCollapsed as collapsed:
+                # an answer, not a crash: it uses up its slot, is never ranked, and is not retried
+                trial.set_user_attr("collapsed", str(collapsed))
+                study.tell(trial, state=TrialState.FAIL)
+                report_trial(sweep, study, trial.number, "collapsed", str(collapsed), started)
                 failures = 0
                 continue
             except KeyboardInterrupt:
@@ -364,7 +375,7 @@ def run_sweep(sweep: Sweep, *, resume: bool = False) -> SweepResult:
         state = counts(study)
         print(
             f"sweep {folder}: study '{sweep.study_name}' ({sweep.direction} {sweep.base.monitor}), "
-            f"{state['complete'] + state['pruned']}/{sweep.config.n_trials} trials finished, "
+            f"{finished(state)}/{sweep.config.n_trials} trials finished, "
             f"{state['waiting']} to run"
         )
         deadline = started + sweep.config.timeout if sweep.config.timeout else None

@@ -1,21 +1,23 @@
-"""`protfit tune`: the whole hand-tuning loop in one resumable command.
+"""`protfit tune`: the whole hand-tuning loop in one resumable command, never worse than its start.
 
-    untuned run   the starting config as given: the reference, and its overfitting diagnosis
+    untuned run   the starting config as given: the reference, and its diagnosis
     lr_find       the learning-rate range test on the starting config: a suggested rate
-    sweep         N trials over the learning rate around the suggestion, head dropout and weight
-                  decay, with ranges chosen from the untuned run's diagnosis (below)
-    compare       the trials ranked by validation (docs/compare.md): the recommended config
-    final         the recommended config trained again, on 3 seeds when the budget is >= 10 trials
+    sweep         --budget trials; trial 0 is the starting config; ranges from the diagnosis
+                  (tune_space.py: learning rate, regularization, epochs/schedule, pooler, batch size)
+    compare       the trials ranked by validation (docs/compare.md); collapsed trials never rank
+    confirm       the start and the top trials again on more seeds; the recommendation is the best
+                  mean validation value, and the start unless a candidate beats it by more than the
+                  seed spread (one seed is an anecdote: the best of 20 single-seed trials is partly luck)
     report        tuned vs untuned vs the sanity baselines, on validation and test
 
 TUNE_DIR/
   tune.yaml       the starting config and the budget (``--resume`` needs nothing else)
-  untuned/        run folder of the starting config
+  untuned/        run folder of the starting config (the start's first seed)
   lr_find/        lr_find.csv / .png / .json
   sweep/          a `protfit sweep` folder (trials/, study.db, trials.csv, best.json)
-  compare/        compare.md / .csv / .html and recommended.yaml
-  final/seed-S/   run folders of the recommended config
-  tune.md, tune.json   the closing comparison
+  compare/        compare.md / .csv / .html of the trials
+  confirm/NAME/seed-S/   the candidates (``start``, ``trial-0007``...) on the extra seeds
+  tune.md, tune.json, recommended.yaml   the closing comparison and the recommended config
 
 Every stage leaves its result on disk and is skipped when ``--resume`` finds it; a run cut off in the
 middle continues from its last epoch, the sweep from its study. So a tune killed at any moment
@@ -36,15 +38,16 @@ import yaml
 
 from protfit.config import ConfigError, RunConfig, build_config
 from protfit.report.run_dir import write_json
+from protfit.sweep.tune_space import Diagnosis, search_space
 
 TUNE_FILE = "tune.yaml"
-# Sweep range of the learning rate: this factor below and above the range test's suggestion (the
-# steepest-descent point sits roughly a decade below where the loss blows up, so ×5 stays below it).
-LR_FACTOR = 5.0
-# Final runs: three seeds once the sweep has at least this many trials (three more runs are then at
-# most 30 % extra); fewer trials get one final run.
+START = "start"
+# Confirmation: with a budget of at least MULTI_SEED_BUDGET trials, the start and the TOP_K best trials
+# each run on CONFIRM_SEEDS seeds in all (2 x (TOP_K + 1) = 8 runs on top of the budget, 40 % of 20);
+# smaller budgets confirm the best trial against the start on 2 seeds.
 MULTI_SEED_BUDGET = 10
-FINAL_SEEDS = 3
+TOP_K = 3
+CONFIRM_SEEDS = 3
 
 
 @dataclass
@@ -54,50 +57,41 @@ class TuneResult:
     summary: dict[str, Any]
 
 
-def search_space(base: RunConfig, suggestion: float, verdict: str) -> tuple[dict[str, Any], str]:
-    """(sweep space, why) for the base config, the range test's suggestion and the untuned verdict.
+@dataclass
+class Candidate:
+    """A config confirmed on several seeds: the start, or a sweep trial."""
 
-    overfitting (mild/severe): more regularization than the start: head dropout from the start's
-    value to 0.8, weight decay from the start's (at least 1e-4) to 0.3, and the regularizers from the
-    regularization suite that cost no extra passes, each on or off: an EMA of the weights, and label
-    smoothing for classification.
-    underfit: less: dropout 0 to the start's value, weight decay 1e-6 to the start's (at least 1e-5).
-    otherwise (none, or no diagnosis): the `quick` preset's ranges, dropout 0-0.5, decay 1e-5-1e-1.
-    """
-    dropout, decay = base.model.head.dropout, base.train.weight_decay
-    space: dict[str, Any] = {
-        "train.learning_rate": {
-            "type": "float",
-            "low": suggestion / LR_FACTOR,
-            "high": suggestion * LR_FACTOR,
-            "log": True,
-        }
-    }
-    if verdict in ("mild", "severe"):
-        why = f"the untuned run overfits ({verdict}): searching more dropout and weight decay than it had"
-        space["model.head.dropout"] = {"type": "float", "low": dropout, "high": max(0.8, dropout)}
-        space["train.weight_decay"] = {"type": "float", "low": max(decay, 1e-4), "high": 0.3, "log": True}
-        regularizers = ["ema"]
-        if base.data.problem_type != "regression":
-            regularizers.append("label_smoothing")
-        for name in regularizers:
-            if not getattr(base.regularization, name).enabled:
-                space[f"regularization.{name}.enabled"] = {"type": "categorical", "choices": [False, True]}
-        why += f", with {' and '.join(regularizers)} on or off"
-    elif verdict == "underfit":
-        why = "the untuned run underfits: searching less dropout and weight decay than it had"
-        space["model.head.dropout"] = {"type": "float", "low": 0.0, "high": max(dropout, 0.05)}
-        space["train.weight_decay"] = {"type": "float", "low": 1e-6, "high": max(decay, 1e-5), "log": True}
-    else:
-        reason = "no overfitting" if verdict == "none" else "no overfitting diagnosis (n/a)"
-        why = f"the untuned run shows {reason}: the quick preset's dropout and weight-decay ranges"
-        space["model.head.dropout"] = {"type": "float", "low": 0.0, "high": 0.5}
-        space["train.weight_decay"] = {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}
-    return space, why
+    name: str
+    raw: dict[str, Any]
+    runs: dict[int, Path]  # seed -> run folder
+    summaries: dict[int, dict[str, Any]]
+
+    @property
+    def values(self) -> list[float | None]:
+        return [s.get("best_val_metric") for s in self.summaries.values()]
+
+    @property
+    def collapsed(self) -> bool:
+        return any((s.get("diagnostics") or {}).get("collapsed") for s in self.summaries.values())
+
+    @property
+    def valid(self) -> bool:
+        return not self.collapsed and all(_finite(v) for v in self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.valid else None  # type: ignore[arg-type]
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.values) if self.valid and len(self.values) > 1 else 0.0  # type: ignore[arg-type]
 
 
-def final_seeds(budget: int, seed: int) -> list[int]:
-    return [seed + offset for offset in range(FINAL_SEEDS if budget >= MULTI_SEED_BUDGET else 1)]
+def confirm_plan(budget: int, seed: int) -> tuple[int, list[int]]:
+    """(trials confirmed besides the start, all seeds of a candidate)."""
+    if budget >= MULTI_SEED_BUDGET:
+        return TOP_K, [seed + offset for offset in range(CONFIRM_SEEDS)]
+    return 1, [seed, seed + 1]
 
 
 def run_once(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -127,11 +121,37 @@ def start_tune(config: RunConfig, budget: int, folder: Path) -> None:
     (folder / TUNE_FILE).write_text(yaml.safe_dump(payload, sort_keys=False))
 
 
+def diagnose(base: RunConfig, folder: Path, summary: dict[str, Any]) -> Diagnosis:
+    """The untuned run's verdict (as `protfit compare` reads it), undertraining and data shape."""
+    from protfit.data.loading import load_dataset_splits
+    from protfit.report.compare import compare_runs
+
+    splits = load_dataset_splits(base.data)
+    lengths = {len(s) for split in (splits.train, splits.validation) for s in split.frame["aa_seq"]}
+    return Diagnosis(
+        verdict=compare_runs([folder]).rows[0].verdict,
+        undertrained=bool((summary.get("diagnostics") or {}).get("undertrained")),
+        train_rows=len(splits.train.frame),
+        equal_lengths=len(lengths) == 1,
+    )
+
+
+def range_test_result(raw: dict[str, Any], folder: Path, settings: Any) -> dict[str, Any]:
+    """lr_find/lr_find.json, running the range test when it is not there yet."""
+    from protfit.sweep.lr_find import lr_find
+
+    found = folder / "lr_find" / "lr_find.json"
+    if not found.is_file():
+        lr_raw = copy.deepcopy(raw)
+        lr_raw["output"].update(dir=str(folder), name="lr_find", overwrite=True)
+        lr_find(build_config(lr_raw), settings=settings, out_dir=folder / "lr_find")
+    return json.loads(found.read_text())
+
+
 def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     """Run (or resume) every stage of the tune in ``folder`` (created by :func:`start_tune`)."""
-    from protfit.report.compare import compare_runs, recommended_config, write_outputs
+    from protfit.report.compare import compare_runs, recommendation_reason, write_outputs
     from protfit.sweep.config import build_sweep_config
-    from protfit.sweep.lr_find import lr_find
     from protfit.sweep.study import open_sweep_folder, prepare_sweep, run_sweep
 
     folder = Path(folder).resolve()
@@ -140,36 +160,38 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     plan = yaml.safe_load((folder / TUNE_FILE).read_text())
     budget, raw = int(plan["budget"]), plan["config"]
     base = build_config(copy.deepcopy(raw), str(folder / TUNE_FILE))
+    seed = base.train.seed
 
-    print(f"[tune 1/5] untuned run of the starting config -> {folder / 'untuned'}")
+    print(f"[tune 1/6] untuned run of the starting config -> {folder / 'untuned'}")
     untuned = run_once(raw, folder / "untuned")
-    untuned_row = compare_runs([folder / "untuned"]).rows[0]
+    diagnosis = diagnose(base, folder / "untuned", untuned)
+    start_lr = (
+        float(untuned["lr_find"]["suggested_lr"])
+        if base.train.learning_rate == "auto"
+        else float(base.train.learning_rate)
+    )
 
-    print(f"[tune 2/5] learning-rate range test -> {folder / 'lr_find'}")
-    found = folder / "lr_find" / "lr_find.json"
-    if found.is_file():
-        suggestion = float(json.loads(found.read_text())["suggested_lr"])
-    else:
-        lr_raw = copy.deepcopy(raw)
-        lr_raw["output"].update(dir=str(folder), name="lr_find", overwrite=True)
-        result, _ = lr_find(build_config(lr_raw), settings=range_test, out_dir=folder / "lr_find")
-        suggestion = result.suggestion
-    space, why = search_space(base, suggestion, untuned_row.verdict)
-    print(f"  suggested learning rate {suggestion:.3g}; {why}")
+    print(f"[tune 2/6] learning-rate range test -> {folder / 'lr_find'}")
+    found = range_test_result(raw, folder, range_test)
+    suggestion, trusted = float(found["suggested_lr"]), bool(found.get("trusted", True))
+    if found.get("note"):
+        print(f"  WARNING: {found['note']}")
+    space = search_space(base, start_lr, found, diagnosis)
+    print(f"  suggested learning rate {suggestion:.3g}; searching: " + "; ".join(space.why))
 
-    print(f"[tune 3/5] sweep of {budget} trials -> {folder / 'sweep'}")
+    print(f"[tune 3/6] sweep of {budget} trials (trial 0: the starting config) -> {folder / 'sweep'}")
     sweep_folder = folder / "sweep"
     if (sweep_folder / "sweep.yaml").is_file():
-        sweep = open_sweep_folder(sweep_folder)
-        run_sweep(sweep, resume=True)
+        run_sweep(open_sweep_folder(sweep_folder), resume=True)
     else:
         startup = max(1, min(10, budget // 2))
         sweep_config = build_sweep_config(
             {
                 "base": copy.deepcopy(raw),
-                "space": space,
+                "space": space.params,
+                "enqueue": [space.start],
                 "n_trials": budget,
-                "sampler": {"name": "tpe", "seed": base.train.seed, "n_startup_trials": startup},
+                "sampler": {"name": "tpe", "seed": seed, "n_startup_trials": startup},
                 "pruner": {"name": "median", "n_startup_trials": startup},
                 "output": {"dir": str(folder), "name": "sweep"},
             },
@@ -177,31 +199,106 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
         )
         run_sweep(prepare_sweep(sweep_config, "tune", sweep_folder))
 
-    print(f"[tune 4/5] comparison of the trials -> {folder / 'compare'}")
+    print(f"[tune 4/6] comparison of the trials -> {folder / 'compare'}")
     comparison = compare_runs([sweep_folder])
     write_outputs(comparison, folder / "compare")
-    recommended = recommended_config(comparison)
-    from protfit.report.compare import recommendation_reason
+    collapsed = [row.name for row in comparison.rows if row.verdict == "collapsed"]
+    if collapsed:
+        print(f"  collapsed (constant predictions; never ranked): {', '.join(collapsed)}")
 
-    reason = recommendation_reason(comparison)
-    print(f"  recommended: {comparison.recommended.name} — {reason}")  # type: ignore[union-attr]
+    top, seeds = confirm_plan(budget, seed)
+    trials = [
+        row
+        for row in comparison.rows
+        if row.finished
+        and row.best_val is not None
+        and row.verdict != "collapsed"
+        and row.name != "trial-0000"
+    ][:top]
+    print(
+        f"[tune 5/6] the start and {', '.join(r.name for r in trials) or 'no trial'} on seeds {seeds} -> {folder / 'confirm'}"
+    )
+    candidates = [confirm(START, raw, folder / "untuned", untuned, seeds, folder)]
+    for row in trials:
+        summary = json.loads((row.run_dir / "summary.json").read_text())
+        candidates.append(confirm(row.name, row.config, row.run_dir, summary, seeds, folder))
+    chosen, why = choose(candidates, base.monitor_mode)
+    print(f"  recommended: {chosen.name} — {why}")
 
-    seeds = final_seeds(budget, base.train.seed)
-    print(f"[tune 5/5] the recommended config on seed(s) {seeds} -> {folder / 'final'}")
-    finals = {}
-    for seed in seeds:
-        final_raw = copy.deepcopy(recommended)
-        final_raw["train"]["seed"] = seed
-        finals[seed] = run_once(final_raw, folder / "final" / f"seed-{seed}")
-
-    summary = closing_summary(base, untuned, finals, reason, comparison.recommended.name)  # type: ignore[union-attr]
+    reason = why if chosen.name == START else f"{why}; in the sweep: {recommendation_reason(comparison)}"
+    summary = closing_summary(base, untuned, chosen, candidates, reason)
+    summary["lr"] = {
+        "start": start_lr,
+        "suggestion": suggestion,
+        "rule": found.get("rule"),
+        "trusted": trusted,
+        "note": found.get("note"),
+        "low": space.params["train.learning_rate"]["low"],
+        "high": space.params["train.learning_rate"]["high"],
+        "best_trial": (trials[0].config["train"]["learning_rate"] if trials else None),
+        "recommended": chosen.raw["train"]["learning_rate"] if chosen.name != START else start_lr,
+    }
+    summary["search"] = {"space": space.params, "why": space.why}
+    summary["collapsed_trials"] = collapsed
     write_json(folder / "tune.json", summary)
     text = format_closing(summary)
     (folder / "tune.md").write_text(text + "\n")
-    (folder / "recommended.yaml").write_text((folder / "compare" / "recommended.yaml").read_text())
+    recommended = _fresh(chosen.raw)
+    header = f"# recommended by `protfit tune` ({chosen.name}): {why}\n"
+    (folder / "recommended.yaml").write_text(header + yaml.safe_dump(recommended, sort_keys=False))
+    print(f"[tune 6/6] report -> {folder / 'tune.md'}")
     print(text)
     print(f"recommended config: {folder / 'recommended.yaml'}  (protfit train {folder / 'recommended.yaml'})")
     return TuneResult(folder=folder, recommended=recommended, summary=summary)
+
+
+def _fresh(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config ready to run again in a fresh run folder (output.name unset)."""
+    config = json.loads(json.dumps(raw))
+    config.setdefault("output", {}).update(name=None, overwrite=False)
+    return config
+
+
+def confirm(
+    name: str, raw: dict[str, Any], first: Path, summary: dict[str, Any], seeds: list[int], folder: Path
+) -> Candidate:
+    """The candidate on every seed: its existing run for the first seed, new runs for the others."""
+    runs, summaries = {seeds[0]: first}, {seeds[0]: summary}
+    for seed in seeds[1:]:
+        seeded = copy.deepcopy(raw)
+        seeded["train"]["seed"] = seed
+        runs[seed] = folder / "confirm" / name / f"seed-{seed}"
+        summaries[seed] = run_once(seeded, runs[seed])
+    return Candidate(name=name, raw=raw, runs=runs, summaries=summaries)
+
+
+def choose(candidates: list[Candidate], mode: str) -> tuple[Candidate, str]:
+    """The best mean validation value; the start unless a candidate beats it by more than the seed spread."""
+    start = candidates[0]
+    sign = 1.0 if mode == "max" else -1.0
+    valid = [c for c in candidates if c.valid]
+    if not valid:
+        return start, "every candidate collapsed or has no validation value on some seed: keeping the start"
+    best = max(valid, key=lambda c: sign * c.mean)  # type: ignore[operator]
+    seeds = len(best.values)
+    if best is start:
+        return start, f"the start has the best mean validation value over {seeds} seeds ({start.mean:.4f})"
+    if not start.valid:
+        return (
+            best,
+            f"the start collapsed or has no validation value; best mean over {seeds} seeds ({best.mean:.4f})",
+        )
+    margin = sign * (best.mean - start.mean)  # type: ignore[operator]
+    spread = max(best.sd, start.sd)
+    if margin <= spread:
+        return start, (
+            f"no candidate beats the start by more than the seed spread: best {best.name} "
+            f"{best.mean:.4f} ± {best.sd:.4f} vs start {start.mean:.4f} ± {start.sd:.4f} over {seeds} seeds"
+        )
+    return best, (
+        f"best mean validation over {seeds} seeds: {best.mean:.4f} ± {best.sd:.4f} vs the start's "
+        f"{start.mean:.4f} ± {start.sd:.4f} (+{margin:.4f}, more than the seed spread {spread:.4f})"
+    )
 
 
 def _finite(value: Any) -> bool:
@@ -215,14 +312,16 @@ def _metric(summary: dict[str, Any], name: str) -> dict[str, float] | None:
 def closing_summary(
     base: RunConfig,
     untuned: dict[str, Any],
-    finals: dict[int, dict[str, Any]],
+    chosen: Candidate,
+    candidates: list[Candidate],
     reason: str,
-    trial: str,
 ) -> dict[str, Any]:
-    """Validation and test of untuned vs tuned (mean and sd over seeds) and the sanity baselines."""
+    """Validation and test of untuned vs tuned (the chosen candidate's seeds: mean and sd), every
+    candidate's validation values, and the sanity baselines."""
     metric = base.monitor if base.monitor != "loss" else base.metric_names[0]
-    tuned_val = [s["best_val_metric"] for s in finals.values() if s.get("best_val_metric") is not None]
-    tuned_test = [m["value"] for s in finals.values() if (m := _metric(s, metric)) is not None]
+    finals = chosen.summaries
+    tuned_val = [s["best_val_metric"] for s in finals.values() if _finite(s.get("best_val_metric"))]
+    tuned_test = [m["value"] for s in finals.values() if (m := _metric(s, metric)) and _finite(m["value"])]
     first = next(iter(finals.values()))
     # baselines whose metric is defined (a constant prediction has no Spearman)
     baselines = {
@@ -233,31 +332,44 @@ def closing_summary(
     return {
         "metric": metric,
         "monitor": base.monitor,
-        "recommended_trial": trial,
-        "reason": reason,
+        "recommended": {"name": chosen.name, "is_start": chosen.name == START, "reason": reason},
         "untuned": {"val": untuned.get("best_val_metric"), "test": _metric(untuned, metric)},
         "tuned": {
             "seeds": list(finals),
+            "run_dirs": [str(path) for path in chosen.runs.values()],
             "val": tuned_val,
             "val_mean": statistics.fmean(tuned_val) if tuned_val else None,
             "test": [_metric(s, metric) for s in finals.values()],
             "test_mean": statistics.fmean(tuned_test) if tuned_test else None,
             "test_sd": statistics.stdev(tuned_test) if len(tuned_test) > 1 else None,
         },
+        "candidates": [
+            {
+                "name": c.name,
+                "val": c.values,
+                "val_mean": c.mean,
+                "val_sd": c.sd if c.valid else None,
+                "collapsed": c.collapsed,
+                "run_dirs": [str(path) for path in c.runs.values()],
+            }
+            for c in candidates
+        ],
         "baselines": baselines,
         "verdicts": {str(seed): s.get("verdict") for seed, s in finals.items()},
     }
 
 
 def _entry(entry: dict[str, float] | None) -> str:
-    if not entry or entry.get("value") is None or math.isnan(entry["value"]):
+    if not entry or not _finite(entry.get("value")):
         return "–"
     return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
 
 
 def format_closing(summary: dict[str, Any]) -> str:
     metric, tuned, untuned = summary["metric"], summary["tuned"], summary["untuned"]
-    val = lambda value: "–" if value is None else f"{value:.4f}"  # noqa: E731
+    val = lambda value: "–" if not _finite(value) else f"{value:.4f}"  # noqa: E731
+    chosen = summary["recommended"]["name"]
+    label = "the start (untuned config)" if chosen == START else chosen
     lines = [
         f"## Tuned vs untuned vs baselines ({metric}; validation = best epoch, test with 95% bootstrap CI)",
         "",
@@ -265,8 +377,9 @@ def format_closing(summary: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| untuned (starting config) | {val(untuned['val'])} | {_entry(untuned['test'])} |",
     ]
-    for seed, value, test in zip(tuned["seeds"], tuned["val"], tuned["test"], strict=False):
-        lines.append(f"| tuned, seed {seed} | {val(value)} | {_entry(test)} |")
+    for seed, test, run in zip(tuned["seeds"], tuned["test"], tuned["run_dirs"], strict=True):
+        value = json.loads((Path(run) / "summary.json").read_text()).get("best_val_metric")
+        lines.append(f"| tuned ({label}), seed {seed} | {val(value)} | {_entry(test)} |")
     if len(tuned["seeds"]) > 1 and tuned["test_mean"] is not None:
         sd = f" ± {tuned['test_sd']:.3f} (sd over seeds)" if tuned["test_sd"] is not None else ""
         lines.append(
@@ -274,7 +387,34 @@ def format_closing(summary: dict[str, Any]) -> str:
         )
     for name, entry in summary["baselines"].items():
         lines.append(f"| baseline: {name} | – | {_entry(entry)} |")
-    lines += ["", f"recommended: {summary['recommended_trial']} — {summary['reason']}"]
+    lines += [
+        "",
+        "Candidates confirmed on every seed (selection by mean validation only):",
+        "",
+        f"| candidate | validation {summary['monitor']} per seed | mean ± sd |",
+        "|---|---|---|",
+    ]
+    for candidate in summary["candidates"]:
+        values = ", ".join(val(value) for value in candidate["val"])
+        mean = (
+            "collapsed"
+            if candidate["collapsed"]
+            else f"{candidate['val_mean']:.4f} ± {candidate['val_sd']:.4f}"
+            if candidate["val_mean"] is not None
+            else "–"
+        )
+        lines.append(f"| {candidate['name']} | {values} | {mean} |")
+    lines += ["", f"recommended: {chosen} — {summary['recommended']['reason']}"]
+    lr = summary.get("lr")
+    if lr:
+        lines.append(
+            f"learning rate: start {lr['start']:.3g}, range test {lr['suggestion']:.3g} ({lr['rule']}), "
+            f"searched {lr['low']:.3g}-{lr['high']:.3g}, recommended {lr['recommended']:.3g}"
+        )
+        if lr.get("note"):
+            lines.append(f"range test: {lr['note']}")
+    if summary.get("collapsed_trials"):
+        lines.append(f"collapsed trials (never ranked): {', '.join(summary['collapsed_trials'])}")
     for seed, verdict in summary["verdicts"].items():
         if verdict:
             lines.append(f"seed {seed}: {verdict}")

@@ -33,6 +33,7 @@ from protfit.training.checkpoint import (
     load_training_state,
     save_checkpoint,
 )
+from protfit.training.collapse import collapse_reason
 from protfit.training.early_stopping import EarlyStopping
 from protfit.training.evaluation import evaluate, model_inputs
 from protfit.training.setup import RunParts, bucket_sampler
@@ -92,8 +93,16 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
                 parts.splits.num_labels,
                 cfg.evaluation.multi_label_threshold,
             )
-            monitored = monitored_value(stopper, validation.loss, val_metrics)
-            improved = stopper.update(monitored, epoch)
+            monitored = monitored_value(stopper, validation.loss, val_metrics, epoch)
+            improved = stopper.update(monitored, validation.loss, epoch)
+            collapse = collapse_reason(
+                validation.outputs,
+                val_targets,
+                cfg.data.problem_type,
+                cfg.monitor,
+                "validation",
+                cfg.evaluation.multi_label_threshold,
+            )
             state.epoch_record = {
                 "epoch": epoch,
                 "train_loss": train_loss,
@@ -103,6 +112,7 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
                 "padding_fraction": padding,
                 "epoch_time_s": round(time.perf_counter() - started, 3),
                 "best": improved,
+                **({"collapsed": collapse} if collapse else {}),
             }
             parts.plugins.call("on_validation_end", state)
             if improved and accelerator.is_main_process:
@@ -137,7 +147,10 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
         "monitor": stopper.monitor,
         "monitor_mode": stopper.mode,
         "best_epoch": stopper.best_epoch,
+        # always the monitored quantity at the best epoch (None: undefined there); never a fallback's
         "best_val_metric": stopper.best_value,
+        "best_val_loss": stopper.best_loss,
+        "selected_by": "val_loss" if stopper.selected_by_loss else f"val_{stopper.monitor}",
         "epochs_run": len(history.records),
         "stopped_early": stopper.should_stop and len(history.records) < cfg.train.epochs,
         "history": history.records,
@@ -161,24 +174,25 @@ def trainable_weights(parts: RunParts) -> dict[str, torch.Tensor]:
 PLOT_INTERVAL_S = 10.0
 
 
-def monitored_value(stopper: EarlyStopping, val_loss: float, val_metrics: dict[str, float]) -> float:
-    """The epoch's value of the monitored quantity.
+def monitored_value(
+    stopper: EarlyStopping, val_loss: float, val_metrics: dict[str, float], epoch: int
+) -> float:
+    """The epoch's value of the monitored quantity (nan when the metric is undefined this epoch).
 
-    A metric that is undefined on the validation split (nan: e.g. Spearman with a constant
-    validation label) before any epoch was best would leave the run with no best checkpoint: the
-    run then selects by validation loss instead, says so once, and records it in the summary.
+    An undefined metric (Spearman of constant predictions, or of a constant validation label) is
+    said once; such epochs are kept only while no epoch had a defined value, by validation loss
+    (see EarlyStopping).
     """
     if stopper.monitor == "loss":
         return val_loss
     value = val_metrics[stopper.monitor]
-    if math.isnan(value) and stopper.best_epoch is None and not math.isnan(val_loss):
+    if math.isnan(value) and stopper.best_value is None and stopper.best_epoch is None:
         logger.warning(
-            "validation %s is undefined (nan) — e.g. a constant validation label or a single class; "
-            "selecting the best epoch by validation loss instead",
+            "validation %s is undefined (nan) at epoch %d: constant predictions, or a constant validation "
+            "label / a single class; until an epoch has a defined value the lowest validation loss is kept",
             stopper.monitor,
+            epoch,
         )
-        stopper.fall_back_to_loss(reason=f"validation {stopper.monitor} was nan")
-        return val_loss
     return value
 
 

@@ -43,6 +43,7 @@ from protfit.report.run_dir import (
 from protfit.report.summary import report
 from protfit.report.trackers import check_trackers, close_trackers
 from protfit.training.checkpoint import load_model_state
+from protfit.training.collapse import collapse_reason
 from protfit.training.evaluation import evaluate, write_predictions
 from protfit.training.loop import fit
 from protfit.training.setup import RunParts, setup_run
@@ -136,6 +137,7 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
         summary.update(plugin.summary_entries(summary))
     tested = test(parts, run_dir, summary["best_epoch"])
     summary.update(tested.summary)
+    summary["diagnostics"] = {**summary.get("diagnostics", {}), **collapse_diagnosis(cfg, summary, tested)}
 
     baselines: list[BaselineResult] = []
     splits = parts.splits
@@ -247,6 +249,28 @@ def write_run_files(parts: RunParts, run_dir: Path) -> None:
     )
     write_json(run_dir / "model_stats.json", parts.stats)
     print(format_model_statistics(parts.stats))
+
+
+def collapse_diagnosis(cfg: RunConfig, summary: dict[str, Any], tested: TestResult) -> dict[str, Any]:
+    """``collapsed`` and its reasons: constant predictions on validation at the best epoch or on test
+    (training/collapse.py), or a monitored metric undefined at every epoch."""
+    reasons = []
+    best = next((r for r in summary.get("history", []) if r["epoch"] == summary.get("best_epoch")), {})
+    if best.get("collapsed"):
+        reasons.append(f"epoch {best['epoch']}: {best['collapsed']}")
+    elif summary.get("selected_by") == "val_loss":
+        reasons.append(f"validation {cfg.monitor} was undefined (nan) at every epoch")
+    test_reason = collapse_reason(
+        tested.outputs,
+        tested.targets,
+        cfg.data.problem_type,
+        cfg.monitor,
+        "test",
+        cfg.evaluation.multi_label_threshold,
+    )
+    if test_reason:
+        reasons.append(test_reason)
+    return {"collapsed": bool(reasons), "collapse": reasons}
 
 
 @dataclass

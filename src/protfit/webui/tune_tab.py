@@ -137,6 +137,8 @@ class TuneTab:
             f"✓ suggested learning rate **{found['suggested_lr']:.3g}** ({found['rule']}: {found['rule_description']}); "
             f"{found['steps_run']} steps, {found['stopped']}"
         )
+        if found.get("note"):
+            text += f"\n\n⚠ {found['note']}"
         return [text, str(folder / "lr_find.png"), found["suggested_lr"], gr.Timer(active=False)]
 
     # ---- sweep -------------------------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""What `protfit tune` searches: the learning-rate range and the parameters the diagnosis names.
+
+The rules (also in docs/tuning.md), from the starting config, the range test and the untuned run:
+
+* **learning rate**, always, log-uniform in [min(start, suggestion / 10), max(start, suggestion x 3)]
+  (only up to max(start, suggestion) when the range test's curve was too flat or noisy to trust:
+  its suggestion is then a tenth of the divergence point, an upper bound). The range always
+  contains the starting rate, so the start is a point of the search (it is trial 0), and reaches a
+  decade below the suggestion: on real data the suggestion was off by 10-100x in both directions
+  (GB1 one-hot: 0.1 against a start of 1e-3 that trains fine; AntiBERTy features: 9.3e-5 with the
+  best trials at the top of the searched range), and a range that excludes the start can only do
+  worse than it. x3 above, not more: trials above the suggestion blew their predictions up.
+* **overfitting** (``mild``/``severe``): more head dropout and weight decay than the start, the
+  regularizers of the suite that cost no extra passes (EMA of the weights; label smoothing for
+  classification) on or off, and smaller heads (half the first width, and no hidden layer).
+* **underfit**: less dropout and weight decay than the start.
+* **none / no diagnosis**: the `quick` preset's dropout and weight-decay ranges.
+* **undertrained** (best epoch at or near the last): longer training (epochs x1, x2, x5), more
+  patience (x1, x4) and a constant schedule besides the start's, which may decay to zero.
+* **frozen backbone** (``method: freeze``): the pooler (mean pooling over a few hundred residues
+  hides a single substitution; attention poolers and, for equal-length variants, flatten do not).
+* **batch size**: half and double the start's where the training split still gives 20 batches an
+  epoch at the larger size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from protfit.config import RunConfig
+
+# learning-rate range around the range test's suggestion (see the module doc)
+LR_BELOW = 10.0
+LR_ABOVE = 3.0
+EPOCH_FACTORS = (1, 2, 5)
+PATIENCE_FACTORS = (1, 4)
+MIN_BATCHES = 20
+FROZEN_POOLERS = ("mean", "attention1d", "light_attention")
+
+
+@dataclass
+class Diagnosis:
+    """What the untuned run said about itself."""
+
+    verdict: str  # none / mild / severe / underfit / collapsed / n/a
+    undertrained: bool = False
+    train_rows: int = 0
+    equal_lengths: bool = False
+
+
+@dataclass
+class Space:
+    params: dict[str, Any] = field(default_factory=dict)
+    start: dict[str, Any] = field(default_factory=dict)  # the starting config's value of each parameter
+    why: list[str] = field(default_factory=list)
+
+
+def lr_range(start: float, suggestion: float, trusted: bool, tested_up_to: float) -> tuple[float, float]:
+    """[low, high] of the searched rate; never above the highest rate the range test tried."""
+    low = min(start, suggestion / LR_BELOW)
+    high = max(start, min(suggestion * LR_ABOVE if trusted else suggestion, tested_up_to))
+    return low, high
+
+
+def _float(space: Space, key: str, start: float, low: float, high: float, log: bool = False) -> None:
+    space.params[key] = {"type": "float", "low": low, "high": high, "log": log}
+    # trial 0 is the start; a value a log range cannot hold (weight decay 0) becomes its lower end
+    space.start[key] = min(max(start, low), high)
+
+
+def _choices(space: Space, key: str, start: Any, choices: list[Any]) -> None:
+    unique = [start] + [choice for choice in choices if choice != start]
+    unique = [choice for index, choice in enumerate(unique) if choice not in unique[:index]]
+    if len(unique) > 1:
+        space.params[key] = {"type": "categorical", "choices": unique}
+        space.start[key] = start
+
+
+def search_space(base: RunConfig, start_lr: float, range_test: dict[str, Any], diagnosis: Diagnosis) -> Space:
+    """The tune's search space and, per parameter, the start's value (trial 0); see the module doc.
+    ``start_lr`` is the start's rate as it trained (the range test's pick when it said ``auto``);
+    ``range_test`` is the range test's lr_find.json."""
+    space = Space()
+    suggestion, trusted = float(range_test["suggested_lr"]), bool(range_test.get("trusted", True))
+    tested_up_to = float(range_test.get("end_lr", math.inf))
+    low, high = lr_range(start_lr, suggestion, trusted, tested_up_to)
+    _float(space, "train.learning_rate", start_lr, low, high, log=True)
+    space.why.append(
+        f"learning rate {low:.3g}-{high:.3g} (start {start_lr:.3g}, range test {suggestion:.3g}"
+        f"{'' if trusted else ', curve too flat or noisy to trust: an upper bound'})"
+    )
+    dropout, decay = base.model.head.dropout, base.train.weight_decay
+    verdict = diagnosis.verdict
+    if verdict in ("mild", "severe"):
+        _float(space, "model.head.dropout", dropout, dropout, max(0.8, dropout))
+        _float(space, "train.weight_decay", decay, max(decay, 1e-4), 0.3, log=True)
+        regularizers = ["ema"] + (["label_smoothing"] if base.data.problem_type != "regression" else [])
+        for name in regularizers:
+            if not getattr(base.regularization, name).enabled:
+                _choices(space, f"regularization.{name}.enabled", False, [True])
+        dims = list(base.model.head.hidden_dims)
+        if dims:
+            _choices(space, "model.head.hidden_dims", dims, [[max(1, dims[0] // 2)], []])
+        space.why.append(
+            f"the untuned run overfits ({verdict}): more dropout and weight decay, "
+            f"{' and '.join(regularizers)} on or off, smaller heads"
+        )
+    elif verdict == "underfit":
+        _float(space, "model.head.dropout", dropout, 0.0, max(dropout, 0.05))
+        _float(space, "train.weight_decay", decay, 1e-6, max(decay, 1e-5), log=True)
+        space.why.append("the untuned run underfits: less dropout and weight decay")
+    else:
+        _float(space, "model.head.dropout", dropout, 0.0, max(0.5, dropout))
+        _float(space, "train.weight_decay", decay, 1e-5, max(1e-1, decay), log=True)
+        space.why.append(f"no overfitting diagnosis ({verdict}): the quick preset's dropout and weight decay")
+    if diagnosis.undertrained:
+        epochs = base.train.epochs
+        _choices(space, "train.epochs", epochs, [epochs * factor for factor in EPOCH_FACTORS])
+        patience = base.train.early_stopping.patience
+        if patience is not None:
+            _choices(
+                space, "train.early_stopping.patience", patience, [patience * f for f in PATIENCE_FACTORS]
+            )
+        _choices(space, "train.scheduler.name", base.train.scheduler.name, ["constant"])
+        space.why.append(
+            "the untuned run is undertrained (validation still improving at the end): more epochs, "
+            "more patience, a constant schedule"
+        )
+    if base.model.method == "freeze":
+        poolers = list(FROZEN_POOLERS)
+        if diagnosis.equal_lengths and base.data.max_seq_len is not None:
+            poolers.append("flatten")
+        _choices(space, "model.pooler", base.model.pooler, poolers)
+        space.why.append(
+            f"a frozen backbone: the pooler ({', '.join(space.params['model.pooler']['choices'])})"
+        )
+    batch = base.data.batch_size
+    if base.data.max_tokens_per_batch is None:  # a token budget decides the batches instead
+        sizes = [size for size in (max(1, batch // 2), batch, batch * 2) if size == batch or size >= 4]
+        sizes = [size for size in sizes if math.ceil(diagnosis.train_rows / size) >= MIN_BATCHES]
+        if batch in sizes:
+            _choices(space, "data.batch_size", batch, sizes)
+            if "data.batch_size" in space.params:
+                space.why.append(
+                    f"batch size {', '.join(str(s) for s in space.params['data.batch_size']['choices'])}"
+                )
+    return space
