@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -55,29 +56,45 @@ def test_tune_resumes_after_a_kill_and_stays_within_its_budget(tmp_path: Path) -
     study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{folder / 'sweep' / 'study.db'}")
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 3  # the budget, also across the kill
+    # trial 0 is the starting config
+    assert study.trials[0].params == {
+        "train.learning_rate": 1e-3,
+        "model.head.dropout": 0.1,
+        "train.weight_decay": 0.01,
+    }
     recommended = load_config(folder / "recommended.yaml")
     assert recommended.output.name is None
     assert main(["train", str(folder / "recommended.yaml"), "train.epochs=1", "output.name=check"]) == 0
-    assert (folder / "final" / "seed-42" / "summary.json").is_file()
+    summary = json.loads((folder / "tune.json").read_text())
+    # budget < 10: the best trial and the start, each on seeds 42 and 43; the chosen one's runs are final
+    assert [c["name"] for c in summary["candidates"]][0] == "start" and len(summary["candidates"]) == 2
+    assert (folder / "confirm" / "start" / "seed-43" / "summary.json").is_file()
+    assert all((Path(run) / "summary.json").is_file() for run in summary["tuned"]["run_dirs"])
     closing = (folder / "tune.md").read_text()
-    assert "| untuned (starting config) |" in closing and "| tuned, seed 42 |" in closing
+    assert (
+        "| untuned (starting config) |" in closing and "), seed 42 |" in closing and "), seed 43 |" in closing
+    )
     assert "| baseline: constant |" in closing
     assert (folder / "compare" / "compare.html").is_file()
 
 
 def test_an_overfitting_start_adds_regularizers_to_the_search_space(tmp_path):
     from protfit.config import build_config
-    from protfit.sweep.tune import search_space
+    from protfit.sweep.tune_space import Diagnosis, search_space
 
     raw = {
         "data": {"path": str(tmp_path), "problem_type": "single_label_classification"},
         "model": {"name": "tiny-esm2"},
     }
-    space, why = search_space(build_config(raw), 1e-3, "severe")
-    assert space["regularization.ema.enabled"]["choices"] == [False, True]
-    assert space["regularization.label_smoothing.enabled"]["choices"] == [False, True]
-    assert "ema and label_smoothing" in why
+    found = {"suggested_lr": 1e-3, "trusted": True, "end_lr": 1.0}
+    space = search_space(build_config(raw), 1e-3, found, Diagnosis("severe"))
+    assert space.params["regularization.ema.enabled"]["choices"] == [False, True]
+    assert space.params["regularization.label_smoothing.enabled"]["choices"] == [False, True]
+    assert "ema and label_smoothing" in " ".join(space.why)
     raw["data"]["problem_type"] = "regression"
-    space, _ = search_space(build_config(raw), 1e-3, "severe")
-    assert "regularization.label_smoothing.enabled" not in space
-    assert "regularization.ema.enabled" not in search_space(build_config(raw), 1e-3, "none")[0]
+    space = search_space(build_config(raw), 1e-3, found, Diagnosis("severe"))
+    assert "regularization.label_smoothing.enabled" not in space.params
+    assert (
+        "regularization.ema.enabled"
+        not in search_space(build_config(raw), 1e-3, found, Diagnosis("none")).params
+    )

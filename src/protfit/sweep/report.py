@@ -88,7 +88,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         rows.append(
             {
                 "trial": trial.number,
-                "state": trial.state.name.lower(),
+                "state": "collapsed" if attrs.get("collapsed") else trial.state.name.lower(),
                 "value": trial.value if trial.state == TrialState.COMPLETE else None,
                 "sd": attrs.get("sd"),
                 "epochs": epochs,
