@@ -155,3 +155,6 @@ def test_a_flat_noisy_curve_falls_back_to_the_divergence_rule():
     assert result.rule == "divergence_div_10" and result.extra["requested_rule"] == "steepest"
     assert result.suggestion == pytest.approx(result.learning_rates[-1] / 10)
     assert lrs[0] <= result.suggestion <= 10.0
+    # and says it: the suggestion of a flat curve is an upper bound, not a tuned rate
+    assert not result.trusted and "too flat or noisy to trust" in result.note
+    assert result.as_dict()["trusted"] is False

@@ -87,3 +87,25 @@ def test_lr_find_command(base_config, tmp_path, capsys):
     assert (out / "lr_find.png").stat().st_size > 1000
     assert json.loads((out / "lr_find.json").read_text())["rule"] == "min_div_10"
     assert main(["lr-find", str(config), "--start-lr", "1", "--end-lr", "0.1", "-o", str(out)]) == 2
+
+
+def test_lr_find_command_warns_when_the_curve_cannot_be_trusted(base_config, tmp_path, capsys, monkeypatch):
+    from protfit.sweep import lr_find as module
+
+    flat = module.RangeTestResult(
+        learning_rates=[1e-4, 1e-2, 1.0],
+        losses=[1.0, 1.0, 9.0],
+        smoothed_losses=[1.0, 1.0, 9.0],
+        suggestion=0.1,
+        rule="divergence_div_10",
+        stopped="diverged at lr 1",
+        start_lr=1e-4,
+        end_lr=1.0,
+        num_steps=3,
+        extra={"requested_rule": "steepest"},
+    )
+    monkeypatch.setattr(module, "lr_find", lambda *args, **kwargs: (flat, tmp_path))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(base_config()))
+    assert main(["lr-find", str(config)]) == 0
+    assert "WARNING: the loss curve is too flat or noisy to trust" in capsys.readouterr().out
