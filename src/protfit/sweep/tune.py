@@ -185,6 +185,9 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
         run_sweep(open_sweep_folder(sweep_folder), resume=True)
     else:
         startup = max(1, min(10, budget // 2))
+        # no pruning in the first tenth of the start's epochs: at epoch 1 the median favours fast
+        # starters (high learning rates), not the trials that end best
+        warmup = max(1, base.train.epochs // 10)
         sweep_config = build_sweep_config(
             {
                 "base": copy.deepcopy(raw),
@@ -192,7 +195,7 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
                 "enqueue": [space.start],
                 "n_trials": budget,
                 "sampler": {"name": "tpe", "seed": seed, "n_startup_trials": startup},
-                "pruner": {"name": "median", "n_startup_trials": startup},
+                "pruner": {"name": "median", "n_startup_trials": startup, "n_warmup_steps": warmup},
                 "output": {"dir": str(folder), "name": "sweep"},
             },
             "tune",
