@@ -282,14 +282,20 @@ def test_resume_refuses_overrides_that_change_what_is_trained(datasets, tmp_path
         train(None, ["model.method=lora"], resume_from=first.run_dir)
 
 
-def test_a_nan_monitor_falls_back_to_validation_loss(tmp_path):
+def test_a_nan_monitor_keeps_the_lowest_loss_epoch_but_not_the_loss_as_its_value(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", "regression", n_train=40, n_validation=8, n_test=8)
     frame = pd.read_csv(data / "validation.csv")
     frame["label"] = 1.5  # a constant label: Spearman is undefined on validation
     frame.to_csv(data / "validation.csv", index=False)
     result = train(make_config(data, tmp_path, "regression", "train.epochs=2"))
-    assert result.summary["monitor"] == "loss" and result.summary["best_epoch"] is not None
-    assert "test_metrics" in result.summary
+    summary = result.summary
+    best = min(summary["history"], key=lambda row: row["val_loss"])
+    assert summary["best_epoch"] == best["epoch"] and summary["selected_by"] == "val_loss"
+    # the monitored metric stays the monitored metric: undefined, never the loss in its place
+    assert summary["monitor"] == "spearman" and summary["best_val_metric"] is None
+    assert summary["best_val_loss"] == pytest.approx(best["val_loss"])
+    assert "test_metrics" in summary
+    assert summary["diagnostics"]["collapsed"]  # undefined at its best epoch: no value to rank it by
 
 
 def test_sigterm_ends_a_run_like_ctrl_c(datasets, tmp_path):

@@ -243,6 +243,7 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     }
     summary["search"] = {"space": space.params, "why": space.why}
     summary["collapsed_trials"] = collapsed
+    summary["wall_time_s"] = stage_time(folder, candidates)
     write_json(folder / "tune.json", summary)
     text = format_closing(summary)
     (folder / "tune.md").write_text(text + "\n")
@@ -253,6 +254,21 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     print(text)
     print(f"recommended config: {folder / 'recommended.yaml'}  (protfit train {folder / 'recommended.yaml'})")
     return TuneResult(folder=folder, recommended=recommended, summary=summary)
+
+
+def stage_time(folder: Path, candidates: list[Candidate]) -> float:
+    """Seconds the tune's runs took, summed from what each recorded (so a resumed tune counts each
+    run once): the untuned run, every sweep trial (trials.csv) and the confirmation runs; the range
+    test (a few seconds) and model loading between runs are not counted."""
+    import pandas as pd
+
+    total = float(json.loads((folder / "untuned" / "summary.json").read_text()).get("wall_time_s") or 0.0)
+    trials = folder / "sweep" / "trials.csv"
+    total += float(pd.read_csv(trials)["wall_time_s"].fillna(0).sum()) if trials.is_file() else 0.0
+    for candidate in candidates:
+        for run in list(candidate.runs.values())[1:]:
+            total += float(json.loads((run / "summary.json").read_text()).get("wall_time_s") or 0.0)
+    return round(total, 1)
 
 
 def _fresh(raw: dict[str, Any]) -> dict[str, Any]:
