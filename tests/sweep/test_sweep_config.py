@@ -120,6 +120,9 @@ def test_trial_lines_name_parameters_unambiguously():
             "model.head.dropout": 0.313,
             "regularization.ema.enabled": True,
             "model.lora.dropout": 0.1,
+            "train.scheduler.name": "constant",
         }
     )
-    assert line == "learning_rate=0.0159 head.dropout=0.313 ema.enabled=True lora.dropout=0.1"
+    assert line == (
+        "learning_rate=0.0159 head.dropout=0.313 ema.enabled=True lora.dropout=0.1 scheduler.name=constant"
+    )

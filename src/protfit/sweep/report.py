@@ -38,12 +38,13 @@ def format_value(value: float | None) -> str:
 
 def format_params(params: dict[str, Any]) -> str:
     """``learning_rate=0.016 dropout=0.31 ema.enabled=True``: the last part of each key, or the last
-    two where the last part alone says nothing (``enabled``) or is shared by two keys."""
+    two where the last part alone says nothing (``enabled``, ``name``: ``scheduler.name=constant``)
+    or is shared by two keys."""
     last = [key.split(".")[-1] for key in params]
     parts = []
     for key, value in params.items():
         short = key.split(".")[-1]
-        if short == "enabled" or last.count(short) > 1:
+        if short in ("enabled", "name", "type", "path") or last.count(short) > 1:
             short = ".".join(key.split(".")[-2:])
         parts.append(f"{short}={value:.3g}" if isinstance(value, float) else f"{short}={value}")
     return " ".join(parts)
