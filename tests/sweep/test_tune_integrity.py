@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
+from collapse_helpers import ZeroWeights
 from optuna.trial import TrialState
 
 from protfit.config import build_config
-from protfit.plugins import Plugin
 from protfit.report.compare import compare_runs
 from protfit.sweep import objective
 from protfit.sweep.storage import counts
@@ -20,18 +19,6 @@ from protfit.sweep.tune import START, Candidate, choose
 from protfit.sweep.tune_space import Diagnosis, search_space
 
 RANGE_TEST = {"suggested_lr": 0.1, "trusted": True, "end_lr": 1.0}
-
-
-class ZeroWeights(Plugin):
-    """Zeroes the head's weight matrices after each step: the model predicts its bias, a constant."""
-
-    name = "zero_weights"
-
-    def on_after_optimizer_step(self, state):
-        with torch.no_grad():
-            for name, parameter in state.parts.unwrapped_model.head.named_parameters():
-                if name.endswith("weight"):
-                    parameter.zero_()
 
 
 def test_a_collapsed_trial_fails_with_its_reason_and_is_never_best(tmp_path, make_sweep, monkeypatch):

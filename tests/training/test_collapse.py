@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from collapse_helpers import ZeroWeights
 
 from protfit.config import build_config
-from protfit.plugins import Plugin
 from protfit.training.collapse import collapse_reason
 from protfit.training.train import train
 
@@ -33,19 +32,6 @@ def regression_data(tmp_path):
     from protfit.data.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path / "data", "regression", 40, 16, 16, max_len=40)
-
-
-class ZeroWeights(Plugin):
-    """Zeroes every weight matrix of the head after each step: the output is its last bias, a
-    constant (what an exploding learning rate does to a real run, made deterministic)."""
-
-    name = "zero_weights"
-
-    def on_after_optimizer_step(self, state):
-        with torch.no_grad():
-            for name, parameter in state.parts.unwrapped_model.head.named_parameters():
-                if name.endswith("weight"):
-                    parameter.zero_()
 
 
 def test_a_run_that_predicts_a_constant_is_marked_collapsed(regression_data, tmp_path):
