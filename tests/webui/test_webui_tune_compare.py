@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("gradio")
 
 from protfit.webui.compare_tab import plots_html
-from protfit.webui.tune_tab import best_text, trials_table, tune_report
+from protfit.webui.tune_tab import best_text, range_test_text, trials_table, tune_report
 
 
 def test_live_trials_then_the_final_table(tmp_path: Path) -> None:
@@ -64,3 +64,18 @@ def test_comparison_plots_are_inline_images_only(tmp_path: Path) -> None:
     html = plots_html(page)
     assert html.count("<img") == 1 and "example.org" not in html
     assert plots_html(tmp_path / "missing.html") == ""
+
+
+def test_the_lr_finder_warns_when_its_curve_cannot_be_trusted() -> None:
+    found = {
+        "suggested_lr": 0.0614,
+        "rule": "divergence_div_10",
+        "rule_description": "last learning rate of the ramp divided by 10",
+        "steps_run": 100,
+        "stopped": "diverged at lr 0.614",
+        "trusted": True,
+        "note": None,
+    }
+    assert "⚠" not in range_test_text(found)
+    note = "the loss curve is too flat or noisy to trust (...)"
+    assert range_test_text({**found, "trusted": False, "note": note}).endswith(f"⚠ {note}")

@@ -67,6 +67,17 @@ def best_text(sweep_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def range_test_text(found: dict[str, Any]) -> str:
+    """The LR finder's result from its lr_find.json, with the warning when the curve cannot be trusted."""
+    text = (
+        f"✓ suggested learning rate **{found['suggested_lr']:.3g}** ({found['rule']}: {found['rule_description']}); "
+        f"{found['steps_run']} steps, {found['stopped']}"
+    )
+    if found.get("note"):
+        text += f"\n\n⚠ {found['note']}"
+    return text
+
+
 def tune_report(tune_dir: Path) -> str:
     """A tune's closing table (tune.md) and the comparison of its trials (compare/compare.md)."""
     parts = []
@@ -133,13 +144,12 @@ class TuneTab:
                 gr.Timer(active=False),
             ]
         found = json.loads(report.read_text())
-        text = (
-            f"✓ suggested learning rate **{found['suggested_lr']:.3g}** ({found['rule']}: {found['rule_description']}); "
-            f"{found['steps_run']} steps, {found['stopped']}"
-        )
-        if found.get("note"):
-            text += f"\n\n⚠ {found['note']}"
-        return [text, str(folder / "lr_find.png"), found["suggested_lr"], gr.Timer(active=False)]
+        return [
+            range_test_text(found),
+            str(folder / "lr_find.png"),
+            found["suggested_lr"],
+            gr.Timer(active=False),
+        ]
 
     # ---- sweep -------------------------------------------------------------------------------
 
