@@ -394,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=_compare)
 
     tune_parser = commands.add_parser(
-        "tune", help="untuned run, LR range test, sweep, comparison, multi-seed confirmation against the start"
+        "tune",
+        help="untuned run, LR range test, sweep, comparison, multi-seed confirmation against the start",
     )
     tune_parser.add_argument("config", nargs="?", metavar="CONFIG.yaml", help="the starting run config")
     tune_parser.add_argument("overrides", nargs="*", help="dotted overrides of the run config")
