@@ -54,7 +54,7 @@ def _check_before_training(args: argparse.Namespace) -> None:
     """Everything that can be refused in a second is refused before data or models load, and before
     a run folder exists: an unknown model name, an output folder that cannot be written."""
     from protfit.config import load_config
-    from protfit.models.backbone import resolve_model_or_fail
+    from protfit.models.sources import resolve_model_or_fail
     from protfit.report.run_dir import CONFIG_FILE, ensure_writable
 
     if args.resume is not None:

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from protfit.models.backbone import ModelError
 from protfit.models.methods import apply_method
 from protfit.models.protein_model import build_model, load_trainable_state_dict, trainable_state_dict
+from protfit.models.sources import ModelError
 
 SEQUENCES = ["MKTAYIAKQR", "ACDEF", "W"]
 

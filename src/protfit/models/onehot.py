@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from protfit.data.batching import TokenizedSequence
-from protfit.models.backbone import Backbone, ModelError
+from protfit.models.backbone import Backbone
+from protfit.models.sources import ModelError
 
 ALPHABET = "ACDEFGHIKLMNPQRSTVWYX"
 _INDEX = {residue: index for index, residue in enumerate(ALPHABET)} | {rare: 20 for rare in "BZUO"}

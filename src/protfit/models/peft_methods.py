@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from protfit.config import ModelConfig, RunConfig
-from protfit.models.backbone import ModelError
 from protfit.models.protein_model import ProteinModel
+from protfit.models.sources import ModelError
 from protfit.plugins import Plugin, TrainingState
 from protfit.registry import METHODS
 

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from protfit.config import RunConfig
-from protfit.models.backbone import Backbone, ModelError, base_weight_quantization, load_backbone
+from protfit.models.backbone import Backbone, base_weight_quantization, load_backbone
 from protfit.models.heads import build_head
 from protfit.models.poolers import build_pooler
+from protfit.models.sources import ModelError
 
 
 class ProteinModel(nn.Module):
