@@ -22,13 +22,6 @@ def test_logits_and_embeddings_shapes(name, problem, num_labels, out, make_confi
     assert model.embed(**batch).shape == (3, 2 * model.backbone.hidden_size)
 
 
-def test_forward_hidden_matches_forward(make_config, encode_batch):
-    model = build_model(make_config(name="tiny-bert", pooler="attention1d"), 2).eval()
-    batch = encode_batch(model.backbone, SEQUENCES)
-    hidden = model.encode(batch["input_ids"], batch["attention_mask"])
-    torch.testing.assert_close(model.forward_hidden(hidden, batch["residue_mask"]), model(**batch))
-
-
 def test_onehot_flatten_mlp_is_the_classic_landscape_baseline(make_config, encode_batch):
     cfg = make_config(
         "regression", max_seq_len=5, name="onehot", pooler="flatten", head={"hidden_dims": [16]}

@@ -12,10 +12,11 @@ from protfit.config import DEFAULT_METRICS, BootstrapConfig
 from protfit.metrics import MetricInputs, compute_metrics, metrics_for, register_metric
 from protfit.registry import METRICS
 from protfit.report.confidence import (
+    Resampler,
     bootstrap_intervals,
     format_with_interval,
     metrics_with_intervals,
-    resampled_metrics,
+    resample_counts,
 )
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -50,7 +51,8 @@ def test_each_resample_matches_compute_metrics_on_that_resample(problem: str, nu
         targets[:, 3] = 0  # an absent label: AUROC skips it, F1 counts it as 0
     names = sorted(metrics_for(problem))
     indices = np.random.default_rng(2).integers(0, 60, size=(25, 60))
-    vectorised = resampled_metrics(names, problem, outputs, targets, num_labels, indices)
+    resampler = Resampler(problem, outputs, targets, num_labels, threshold=0.5)
+    vectorised = resampler.evaluate(names, resample_counts(indices, len(targets)))
     for row, sample in enumerate(indices):
         expected = compute_metrics(names, problem, outputs[sample], targets[sample], num_labels)
         for name in names:

@@ -27,7 +27,6 @@ from protfit.plugins import Plugin, TrainingState
 from protfit.registry import METHODS
 
 ADAPTER = "default"  # peft's adapter name; one adapter per model
-PEFT_METHODS = ("lora", "dora", "adalora", "ia3", "qlora")
 
 # LoRA-type defaults: the attention query, key and value projections of every layer.
 LORA_TARGETS: dict[str, list[str]] = {

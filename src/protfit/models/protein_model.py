@@ -53,12 +53,6 @@ class ProteinModel(nn.Module):
         with torch.no_grad():
             return self.backbone(input_ids, attention_mask)
 
-    def forward_hidden(
-        self, hidden: torch.Tensor, residue_mask: torch.Tensor, **structure: torch.Tensor
-    ) -> torch.Tensor:
-        """Logits from per-residue hidden states (computed now, or read from an embedding cache)."""
-        return self.head(self.pool(hidden, residue_mask, **structure))
-
     def pool(
         self, hidden: torch.Tensor, residue_mask: torch.Tensor, **structure: torch.Tensor
     ) -> torch.Tensor:

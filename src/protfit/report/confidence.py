@@ -137,7 +137,7 @@ def _indicator(labels: np.ndarray, size: int, mask: np.ndarray | None = None) ->
     return sparse.csr_matrix((data, (labels, np.arange(len(labels)))), shape=(size, len(labels)))
 
 
-class _Resampler:
+class Resampler:
     """What does not change between resamples (predictions, sort orders, F-max terms), built once."""
 
     def __init__(
@@ -308,21 +308,6 @@ def resample_counts(indices: np.ndarray, n_samples: int) -> np.ndarray:
     return counts.reshape(n_resamples, n_samples).astype(np.float64)
 
 
-def resampled_metrics(
-    names: list[str],
-    problem_type: str,
-    outputs: np.ndarray,
-    targets: np.ndarray,
-    num_labels: int,
-    indices: np.ndarray,
-    threshold: float = 0.5,
-) -> dict[str, np.ndarray]:
-    """Each metric on each resample (row of ``indices``), as compute_metrics would give it."""
-    outputs, targets = np.asarray(outputs), np.asarray(targets)
-    resampler = _Resampler(problem_type, outputs, targets, num_labels, threshold)
-    return resampler.evaluate(names, resample_counts(np.asarray(indices), len(targets)))
-
-
 def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     defined = values[~np.isnan(values)]
     if len(values) == 0 or len(defined) < MIN_DEFINED_SHARE * len(values):
@@ -349,7 +334,7 @@ def bootstrap_intervals(
         return {name: (math.nan, math.nan) for name in names}
     rng = np.random.default_rng(cfg.seed)
     block = max(1, _BLOCK_ELEMENTS // n_samples)
-    resampler = _Resampler(problem_type, outputs, targets, num_labels, threshold)
+    resampler = Resampler(problem_type, outputs, targets, num_labels, threshold)
     collected: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, cfg.resamples, block):
         indices = rng.integers(0, n_samples, size=(min(block, cfg.resamples - start), n_samples))

@@ -102,15 +102,6 @@ def ramp(start_lr: float, end_lr: float, num_steps: int) -> np.ndarray:
     return np.geomspace(start_lr, end_lr, num_steps)
 
 
-def smooth(losses: Iterable[float], beta: float = 0.98) -> list[float]:
-    """Bias-corrected exponential moving average: avg_t / (1 - beta**t)."""
-    average, smoothed = 0.0, []
-    for step, loss in enumerate(losses, start=1):
-        average = beta * average + (1 - beta) * loss
-        smoothed.append(average / (1 - beta**step))
-    return smoothed
-
-
 def suggest(
     learning_rates: list[float], smoothed: list[float], rule: SuggestionRule = "steepest", skip_start: int = 0
 ) -> float:
