@@ -181,7 +181,8 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _lr_find(args: argparse.Namespace) -> None:
-    from protfit.sweep.lr_find import SUGGESTION_RULES, RangeTestSettings, lr_find
+    from protfit.sweep.lr_find import lr_find
+    from protfit.training.lr_range_test import SUGGESTION_RULES, RangeTestSettings
 
     settings = RangeTestSettings(args.start_lr, args.end_lr, args.num_steps, args.rule)
     result, folder = lr_find(args.config, args.overrides, settings=settings, out_dir=args.output)
@@ -280,8 +281,8 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _tune(args: argparse.Namespace) -> None:
-    from protfit.sweep.lr_find import RangeTestSettings
     from protfit.sweep.tune import start_tune, tune
+    from protfit.training.lr_range_test import RangeTestSettings
 
     if args.resume is None:
         if args.config is None or args.budget is None:

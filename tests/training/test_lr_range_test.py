@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from protfit.sweep.lr_find import plot_curve, ramp, range_test, suggest, write_curve_csv
+from protfit.training.lr_range_test import plot_curve, ramp, range_test, suggest, write_curve_csv
 
 
 def regression_problem(seed: int = 0):
@@ -152,7 +152,7 @@ def test_bad_arguments_fail_before_any_step():
 
 
 def test_a_flat_noisy_curve_falls_back_to_the_divergence_rule():
-    from protfit.sweep.lr_find import significant_descent
+    from protfit.training.lr_range_test import significant_descent
 
     rng = np.random.default_rng(0)
     lrs = list(np.geomspace(1e-7, 1.0, 100))
