@@ -257,8 +257,8 @@ def _compare(args: argparse.Namespace) -> None:
         markdown_table,
         recommendation_yaml,
         terminal_table,
-        write_outputs,
     )
+    from protfit.report.compare_html import write_outputs
 
     comparison = compare_runs(args.runs)
     if args.format == "markdown":

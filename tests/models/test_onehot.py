@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from protfit.config import ModelConfig
-from protfit.models.backbone import load_backbone
-from protfit.models.onehot import ALPHABET, OneHotBackbone
+from protfit.models.backbone import ALPHABET, OneHotBackbone, load_backbone
 from protfit.models.sources import ModelError
 
 

@@ -11,6 +11,7 @@ Family input rules (what each model saw in pre-training):
 - ``t5`` ProtT5 / IgT5 (sentencepiece vocabulary of ``▁A``-style pieces): space-separated, with the
   rare residues U, Z, O, B mapped to X as in ProtT5's training data, ``... </s>``.
 - ``t5`` Ankh (vocabulary of bare letters): the sequence as a list of characters, ``... </s>``.
+- ``onehot`` (:class:`OneHotBackbone`, built in): 20 residues + X, no special tokens, no weights.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from protfit.config import ModelConfig
@@ -140,6 +142,51 @@ class Backbone(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         assert self.encoder is not None
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+ALPHABET = "ACDEFGHIKLMNPQRSTVWYX"
+_INDEX = {residue: index for index, residue in enumerate(ALPHABET)} | {rare: 20 for rare in "BZUO"}
+
+
+class OneHotBackbone(Backbone):
+    """The one-hot encoder: the no-download baseline every protein model should beat.
+
+    Each residue becomes a 21-dimensional indicator (20 standard residues + X; the rare B, Z, U, O
+    count as X). There are no special tokens and no parameters, so ``freeze`` and ``full`` both train
+    only the pooler and head. ``onehot`` + ``flatten`` pooler + MLP head is the classic position-aware
+    baseline for equal-length mutational landscapes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            None,
+            None,
+            name="onehot",
+            family="onehot",
+            style="onehot",
+            hidden_size=len(ALPHABET),
+            num_layers=0,
+        )
+        # Padding gets the index one past the alphabet, so its one-hot row is dropped (all zero).
+        self.pad_token_id = len(ALPHABET)
+        self.has_cls_token = False
+
+    def tokenize(self, sequences: list[str]) -> list[TokenizedSequence]:
+        tokenized = []
+        for sequence in sequences:
+            try:
+                ids = [_INDEX[residue] for residue in sequence.upper()]
+            except KeyError as error:
+                raise ModelError(
+                    f"the onehot encoder knows the 20 standard residues and X, not '{error.args[0]}' "
+                    f"(sequence starts '{sequence[:20]}'); set data.unknown_residues=map_to_x"
+                ) from None
+            tokenized.append(TokenizedSequence(input_ids=ids, residue_mask=[1] * len(ids)))
+        return tokenized
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        encoded = F.one_hot(input_ids.clamp(0, self.pad_token_id), len(ALPHABET) + 1)[..., : len(ALPHABET)]
+        return encoded.float() * attention_mask.unsqueeze(-1).float()
 
 
 def _encoder_class(model_type: str) -> tuple[str, type[nn.Module], dict[str, Any]]:
@@ -284,8 +331,6 @@ def load_backbone(cfg: ModelConfig, quantization_config: Any = None) -> Backbone
             raise ModelError(f"model.family 'onehot' goes with model.name 'onehot', not '{cfg.name}'")
         if cfg.family not in ("auto", "onehot"):
             raise ModelError(f"model.family is '{cfg.family}' but model 'onehot' is the one-hot baseline")
-        from protfit.models.onehot import OneHotBackbone
-
         return OneHotBackbone()
 
     from transformers import AutoTokenizer
