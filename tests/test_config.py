@@ -1,9 +1,13 @@
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from protfit.config import ConfigError, ignored_settings, load_config, save_config
+from protfit.config import ConfigError, RunConfig, ignored_settings, load_config, save_config
+from protfit.sweep.config import SweepConfig
 
 BASE = {
     "data": {"path": "some/folder", "problem_type": "single_label_classification"},
@@ -179,3 +183,31 @@ def test_a_metric_error_does_not_print_the_whole_config(tmp_path):
     assert "some/folder" not in message and "got {" not in message  # no dump of the config dict
     with pytest.raises(ConfigError, match=r"\(got 0\)"):  # a scalar input is still shown
         load_config(write(tmp_path, BASE), ["train.epochs=0"])
+
+
+def _section_models(annotation: object) -> Iterator[type[BaseModel]]:
+    """The pydantic models inside an annotation (``X``, ``X | None``, ``dict[str, A | B]``, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for argument in typing.get_args(annotation):
+        yield from _section_models(argument)
+
+
+def test_every_config_field_has_a_description():
+    # The web UI's help text and the docs come from these descriptions; a field without one shows
+    # as a bare key.
+    undescribed: list[str] = []
+    seen: set[type[BaseModel]] = set()
+    pending: list[tuple[type[BaseModel], str]] = [(RunConfig, ""), (SweepConfig, "sweep: ")]
+    while pending:
+        model, prefix = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            sections = list(_section_models(field.annotation))
+            pending += [(section, f"{prefix}{name}.") for section in sections]
+            if not sections and not (field.description or "").strip():
+                undescribed.append(f"{prefix}{name} ({model.__name__})")
+    assert len(seen) > 30  # the walk reached the nested sections (regularization, sweep parameters)
+    assert not undescribed, f"config fields without a description: {', '.join(sorted(undescribed))}"

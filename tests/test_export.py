@@ -17,7 +17,7 @@ from protfit.cli import main
 from protfit.config import build_config
 from protfit.data.synthetic import write_synthetic_dataset
 from protfit.export import export_run
-from protfit.models.backbone import ModelError
+from protfit.models.sources import ModelError
 
 CASES = {
     "lora": ("tiny-esm2", "lora"),

@@ -54,7 +54,7 @@ def _check_before_training(args: argparse.Namespace) -> None:
     """Everything that can be refused in a second is refused before data or models load, and before
     a run folder exists: an unknown model name, an output folder that cannot be written."""
     from protfit.config import load_config
-    from protfit.models.backbone import resolve_model_or_fail
+    from protfit.models.sources import resolve_model_or_fail
     from protfit.report.run_dir import CONFIG_FILE, ensure_writable
 
     if args.resume is not None:
@@ -181,7 +181,8 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _lr_find(args: argparse.Namespace) -> None:
-    from protfit.sweep.lr_find import SUGGESTION_RULES, RangeTestSettings, lr_find
+    from protfit.sweep.lr_find import lr_find
+    from protfit.training.lr_range_test import SUGGESTION_RULES, RangeTestSettings
 
     settings = RangeTestSettings(args.start_lr, args.end_lr, args.num_steps, args.rule)
     result, folder = lr_find(args.config, args.overrides, settings=settings, out_dir=args.output)
@@ -256,8 +257,8 @@ def _compare(args: argparse.Namespace) -> None:
         markdown_table,
         recommendation_yaml,
         terminal_table,
-        write_outputs,
     )
+    from protfit.report.compare_html import write_outputs
 
     comparison = compare_runs(args.runs)
     if args.format == "markdown":
@@ -280,8 +281,8 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _tune(args: argparse.Namespace) -> None:
-    from protfit.sweep.lr_find import RangeTestSettings
     from protfit.sweep.tune import start_tune, tune
+    from protfit.training.lr_range_test import RangeTestSettings
 
     if args.resume is None:
         if args.config is None or args.budget is None:

@@ -51,18 +51,35 @@ def _registered(registry: Registry, name: str) -> str:
 class DataConfig(_Section):
     path: str = Field(description="Folder with train/validation/test files, or a Hugging Face dataset id")
     train_file: str | None = Field(None, description="Explicit train file (overrides discovery in `path`)")
-    validation_file: str | None = None
-    test_file: str | None = None
-    problem_type: ProblemType
+    validation_file: str | None = Field(
+        None,
+        description="Explicit validation file (overrides discovery of validation.*, valid.*, val.*, dev.*)",
+    )
+    test_file: str | None = Field(
+        None, description="Explicit test file (overrides discovery of test.*); no test split: no test metrics"
+    )
+    problem_type: ProblemType = Field(
+        description="single_label_classification: one class per sequence; multi_label_classification: "
+        "a set of classes per sequence; regression: one number per sequence"
+    )
     num_labels: int | None = Field(
         None, ge=1, description="Classes for classification; inferred from the labels when omitted"
     )
     label_names: list[str] | None = Field(None, description="Class names, index i names label i")
-    sequence_column: str = "aa_seq"
-    label_column: str = "label"
-    name_column: str = "name"
-    foldseek_column: str = "foldseek_seq"
-    ss8_column: str = "ss8_seq"
+    sequence_column: str = Field("aa_seq", description="Column holding the amino-acid sequences")
+    label_column: str = Field(
+        "label", description="Column holding the labels (multi-label: class indices such as 0,4,7)"
+    )
+    name_column: str = Field(
+        "name", description="Column with sequence names (optional; missing names become <split>_<row>)"
+    )
+    foldseek_column: str = Field(
+        "foldseek_seq",
+        description="Column with Foldseek 3Di structure strings (read by model.method=ses_adapter)",
+    )
+    ss8_column: str = Field(
+        "ss8_seq", description="Column with DSSP 8-state secondary structure strings (read by ses_adapter)"
+    )
     unknown_residues: Literal["error", "map_to_x"] = Field(
         "error",
         description="Letters outside the 20 standard residues, X and the rare/ambiguous B Z U O: stop with an error, or map to X",
@@ -73,11 +90,18 @@ class DataConfig(_Section):
     truncation: Literal["keep_start", "error"] = Field(
         "keep_start", description="keep_start: keep the first max_seq_len residues (counted and reported)"
     )
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="Sequences per batch (per process); one optimizer step sees "
+        "batch_size x train.gradient_accumulation_steps sequences",
+    )
     max_tokens_per_batch: int | None = Field(
         None, ge=1, description="Token budget per batch (batch token mode); overrides batch_size"
     )
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(
+        0, ge=0, description="Data-loading worker processes; 0: load batches in the training process"
+    )
 
     @model_validator(mode="after")
     def _labels_consistent(self) -> DataConfig:
@@ -94,10 +118,20 @@ class HeadConfig(_Section):
     hidden_dims: list[int] = Field(
         default_factory=lambda: [256], description="Hidden layer sizes; [] = linear"
     )
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    norm: Literal["none", "layernorm", "batchnorm"] = "none"
-    activation: Literal["relu", "gelu", "silu", "tanh"] = "gelu"
-    init: Literal["xavier", "kaiming", "normal"] = "xavier"
+    dropout: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Dropout probability after each hidden layer of the head (0: off)"
+    )
+    norm: Literal["none", "layernorm", "batchnorm"] = Field(
+        "none", description="Normalisation after each hidden layer's linear map: none, layernorm, batchnorm"
+    )
+    activation: Literal["relu", "gelu", "silu", "tanh"] = Field(
+        "gelu", description="Activation after each hidden layer"
+    )
+    init: Literal["xavier", "kaiming", "normal"] = Field(
+        "xavier",
+        description="Initialisation of the head's linear weights: xavier (uniform), kaiming (uniform), "
+        "normal (std 0.02); biases start at 0",
+    )
 
     @field_validator("type")
     @classmethod
@@ -254,49 +288,80 @@ class EarlyStoppingConfig(_Section):
     patience: int | None = Field(
         5, ge=1, description="Epochs without improvement before stopping; None: never stop"
     )
-    min_delta: float = Field(0.0, ge=0.0)
+    min_delta: float = Field(
+        0.0, ge=0.0, description="Smallest change of the monitored value that counts as an improvement"
+    )
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(
+        10, ge=1, description="Passes over the training split (the most; early stopping may end sooner)"
+    )
     learning_rate: Annotated[float, Field(gt=0.0)] | Literal["auto"] = Field(
         1e-3,
         description="Peak learning rate; auto: run the learning-rate range test first and use its "
         "suggestion (recorded in config.yaml and summary.json, see docs/sweeps.md)",
     )
-    weight_decay: float = Field(0.01, ge=0.0)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    max_grad_norm: float | None = Field(1.0, gt=0.0)
-    seed: int = 42
+    weight_decay: float = Field(
+        0.01, ge=0.0, description="AdamW decoupled weight decay of weight matrices (biases and norms get 0)"
+    )
+    gradient_accumulation_steps: int = Field(
+        1,
+        ge=1,
+        description="Batches whose gradients are summed into one optimizer step (a larger effective batch)",
+    )
+    max_grad_norm: float | None = Field(
+        1.0, gt=0.0, description="Clip the global gradient norm to this before each step; None: no clipping"
+    )
+    seed: int = Field(
+        42, description="Random seed of weight initialisation, batch order and the run's random subsets"
+    )
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "no", description="Opt-in; bf16 matmuls are far slower than fp32 on CPUs without AMX"
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: a CUDA GPU when one is visible, else the CPU; cuda fails without a GPU"
+    )
     progress: bool = Field(True, description="Show progress bars")
 
 
 class BootstrapConfig(_Section):
-    resamples: int = Field(1000, ge=10)
-    confidence: float = Field(0.95, gt=0.0, lt=1.0)
-    seed: int = 0
+    resamples: int = Field(
+        1000,
+        ge=10,
+        description="Bootstrap resamples of the test set behind each metric's confidence interval",
+    )
+    confidence: float = Field(
+        0.95, gt=0.0, lt=1.0, description="Coverage of the percentile intervals (0.95: 2.5th to 97.5th)"
+    )
+    seed: int = Field(0, description="Seed of the resampling, so intervals are reproducible")
 
 
 class BaselineConfig(_Section):
-    enabled: bool = True
+    enabled: bool = Field(
+        True,
+        description="Score trivial baselines (constant prediction, a linear model on one-hot or "
+        "composition) on the test set next to the model",
+    )
     shuffled_labels: bool = Field(False, description="Also train this model on shuffled labels (costs a run)")
 
 
 class EvaluationConfig(_Section):
     metrics: list[str] | None = Field(None, description="None: the problem type's defaults")
-    multi_label_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    multi_label_threshold: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="multi-label: a class is predicted when its probability is at least this",
+    )
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     baselines: BaselineConfig = Field(default_factory=BaselineConfig)
 
 
 class OutputConfig(_Section):
-    dir: str = "runs"
+    dir: str = Field("runs", description="Parent folder of run folders")
     name: str | None = Field(None, description="Run folder name; None: <model>-<method>-<timestamp>")
     overwrite: bool = Field(
         False, description="Replace an existing run folder: the old one is deleted, nothing of it is kept"

@@ -25,9 +25,10 @@ from peft import PeftModel
 
 from protfit.config import RunConfig, build_config, load_config, save_config
 from protfit.inference import load
-from protfit.models.backbone import ModelError, quiet_transformers
+from protfit.models.backbone import quiet_transformers
 from protfit.models.methods import freeze
 from protfit.models.protein_model import trainable_state_dict
+from protfit.models.sources import ModelError
 from protfit.report.run_dir import CONFIG_FILE, write_json
 from protfit.training.checkpoint import save_checkpoint
 

@@ -25,6 +25,9 @@ A metric that is undefined on the given data (AUROC with one class present, corr
 constant, any metric of an empty set) is ``float('nan')``, never a made-up number. Precision,
 recall and F1 follow scikit-learn's ``zero_division=0`` convention (a class never predicted has
 precision 0), and MCC is 0.0 when its denominator vanishes, as in scikit-learn.
+
+torch and torchmetrics are imported inside the functions that compute: the config checks metric
+names against this registry, and a config error must answer before torch loads (issue #27).
 """
 
 from __future__ import annotations
@@ -33,36 +36,13 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
-import torch
-from torchmetrics.functional import (
-    mean_absolute_error,
-    mean_squared_error,
-    pearson_corrcoef,
-    r2_score,
-    spearman_corrcoef,
-)
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    binary_confusion_matrix,
-    binary_f1_score,
-    binary_precision,
-    binary_recall,
-    multiclass_accuracy,
-    multiclass_auroc,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-    multilabel_accuracy,
-    multilabel_auroc,
-    multilabel_f1_score,
-    multilabel_precision,
-    multilabel_recall,
-)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
 
 from protfit.registry import METRICS
 
@@ -142,6 +122,8 @@ def metric_mode(name: str) -> Literal["min", "max"]:
 
 def outputs_from_logits(logits: torch.Tensor, problem_type: str) -> np.ndarray:
     """Turn model logits into the ``outputs`` every metric, interval and baseline takes."""
+    import torch
+
     logits = logits.detach().to(torch.float32).cpu()
     if problem_type == SINGLE:
         return torch.softmax(logits, dim=-1).numpy()
@@ -176,6 +158,8 @@ def _matthews(confusion: torch.Tensor) -> float:
     epsilon: a constant predictor scores 0.18 instead of 0 (the peer tool's 0.129 bug).
     Formula as in scikit-learn's ``matthews_corrcoef`` (Gorodkin's multiclass R_K).
     """
+    import torch
+
     confusion = confusion.to(torch.float64)
     true_per_class = confusion.sum(dim=1)
     predicted_per_class = confusion.sum(dim=0)
@@ -197,6 +181,8 @@ def _present_class_mean(per_class: torch.Tensor, defined: torch.Tensor) -> float
 
 
 def _classes(inputs: MetricInputs) -> dict[str, torch.Tensor]:
+    import torch
+
     def build() -> dict[str, torch.Tensor]:
         probabilities = torch.as_tensor(inputs.outputs, dtype=torch.float64)
         return {
@@ -217,6 +203,8 @@ def _macro(inputs: MetricInputs) -> dict:
 
 @register_metric("accuracy", SINGLE, "share of samples whose argmax class is right")
 def _single_accuracy(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import multiclass_accuracy
+
     t = _classes(inputs)
     return _value(multiclass_accuracy(t["preds"], t["target"], inputs.num_labels, average="micro", **_QUIET))
 
@@ -225,6 +213,8 @@ def _single_accuracy(inputs: MetricInputs) -> float:
     "precision", SINGLE, "macro precision over classes", binary="precision of the positive class (label 1)"
 )
 def _single_precision(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import binary_precision, multiclass_precision
+
     t = _classes(inputs)
     if inputs.num_labels == 2:
         return _value(binary_precision(t["preds"], t["target"], **_QUIET))
@@ -235,6 +225,8 @@ def _single_precision(inputs: MetricInputs) -> float:
     "recall", SINGLE, "macro recall over classes", binary="recall of the positive class (label 1)"
 )
 def _single_recall(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import binary_recall, multiclass_recall
+
     t = _classes(inputs)
     if inputs.num_labels == 2:
         return _value(binary_recall(t["preds"], t["target"], **_QUIET))
@@ -243,6 +235,8 @@ def _single_recall(inputs: MetricInputs) -> float:
 
 @register_metric("f1", SINGLE, "macro F1 over classes", binary="F1 of the positive class (label 1)")
 def _single_f1(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import binary_f1_score, multiclass_f1_score
+
     t = _classes(inputs)
     if inputs.num_labels == 2:
         return _value(binary_f1_score(t["preds"], t["target"], **_QUIET))
@@ -256,6 +250,8 @@ def _single_f1(inputs: MetricInputs) -> float:
     binary="Matthews correlation (0 = no better than constant)",
 )
 def _single_mcc(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
     t = _classes(inputs)
     return _matthews(multiclass_confusion_matrix(t["preds"], t["target"], inputs.num_labels, **_QUIET))
 
@@ -269,6 +265,9 @@ def _single_mcc(inputs: MetricInputs) -> float:
 def _single_auroc(inputs: MetricInputs) -> float:
     # scikit-learn refuses multiclass AUROC unless every class occurs; we average the
     # one-vs-rest AUROC over the classes that occur (at least one positive and one negative).
+    import torch
+    from torchmetrics.functional.classification import binary_auroc, multiclass_auroc
+
     t = _classes(inputs)
     target, num_labels = t["target"], inputs.num_labels
     counts = torch.bincount(target, minlength=num_labels)
@@ -343,6 +342,8 @@ def protein_centric_fmax(outputs: np.ndarray, targets: np.ndarray) -> float:
 
 
 def _labels(inputs: MetricInputs) -> dict[str, torch.Tensor]:
+    import torch
+
     def build() -> dict[str, torch.Tensor]:
         return {
             "probabilities": torch.as_tensor(inputs.outputs, dtype=torch.float64),
@@ -360,30 +361,40 @@ def _per_label(inputs: MetricInputs) -> dict:
 
 @register_metric("accuracy", MULTI, "per-label accuracy at the threshold, macro over labels")
 def _multi_accuracy(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import multilabel_accuracy
+
     t = _labels(inputs)
     return _value(multilabel_accuracy(t["preds"], t["target"], **_per_label(inputs)))
 
 
 @register_metric("precision", MULTI, "per-label precision at the threshold, macro over labels")
 def _multi_precision(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import multilabel_precision
+
     t = _labels(inputs)
     return _value(multilabel_precision(t["preds"], t["target"], **_per_label(inputs)))
 
 
 @register_metric("recall", MULTI, "per-label recall at the threshold, macro over labels")
 def _multi_recall(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import multilabel_recall
+
     t = _labels(inputs)
     return _value(multilabel_recall(t["preds"], t["target"], **_per_label(inputs)))
 
 
 @register_metric("f1", MULTI, "per-label F1 at the threshold, macro over labels")
 def _multi_f1(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import multilabel_f1_score
+
     t = _labels(inputs)
     return _value(multilabel_f1_score(t["preds"], t["target"], **_per_label(inputs)))
 
 
 @register_metric("mcc", MULTI, "per-label Matthews correlation at the threshold, macro over labels")
 def _multi_mcc(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import binary_confusion_matrix
+
     t = _labels(inputs)
     scores = [
         _matthews(binary_confusion_matrix(t["preds"][:, j], t["target"][:, j], **_QUIET))
@@ -394,6 +405,8 @@ def _multi_mcc(inputs: MetricInputs) -> float:
 
 @register_metric("auroc", MULTI, "macro AUROC over labels (labels with one class in the targets skipped)")
 def _multi_auroc(inputs: MetricInputs) -> float:
+    from torchmetrics.functional.classification import multilabel_auroc
+
     t = _labels(inputs)
     target = t["target"]
     positives = target.sum(dim=0)
@@ -408,6 +421,8 @@ def _multi_fmax(inputs: MetricInputs) -> float:
 
 
 def _values(inputs: MetricInputs) -> dict[str, object]:
+    import torch
+
     def build() -> dict[str, object]:
         preds = torch.as_tensor(np.asarray(inputs.outputs, dtype=np.float64).reshape(-1))
         target = torch.as_tensor(np.asarray(inputs.targets, dtype=np.float64).reshape(-1))
@@ -424,30 +439,40 @@ def _values(inputs: MetricInputs) -> dict[str, object]:
 
 @register_metric("spearman", REGRESSION, "Spearman rank correlation")
 def _spearman(inputs: MetricInputs) -> float:
+    from torchmetrics.functional import spearman_corrcoef
+
     t = _values(inputs)
     return _value(spearman_corrcoef(t["preds"], t["target"])) if t["varies"] else NAN
 
 
 @register_metric("pearson", REGRESSION, "Pearson correlation")
 def _pearson(inputs: MetricInputs) -> float:
+    from torchmetrics.functional import pearson_corrcoef
+
     t = _values(inputs)
     return _value(pearson_corrcoef(t["preds"], t["target"])) if t["varies"] else NAN
 
 
 @register_metric("mse", REGRESSION, "mean squared error (lower is better)", mode="min")
 def _mse(inputs: MetricInputs) -> float:
+    from torchmetrics.functional import mean_squared_error
+
     t = _values(inputs)
     return _value(mean_squared_error(t["preds"], t["target"]))
 
 
 @register_metric("mae", REGRESSION, "mean absolute error (lower is better)", mode="min")
 def _mae(inputs: MetricInputs) -> float:
+    from torchmetrics.functional import mean_absolute_error
+
     t = _values(inputs)
     return _value(mean_absolute_error(t["preds"], t["target"]))
 
 
 @register_metric("r2", REGRESSION, "coefficient of determination")
 def _r2(inputs: MetricInputs) -> float:
+    from torchmetrics.functional import r2_score
+
     t = _values(inputs)
     return _value(r2_score(t["preds"], t["target"])) if t["target_varies"] else NAN
 

@@ -192,10 +192,6 @@ class Plugin:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-# A name for users coming from Lightning/Keras: a callback is a plug-in that only uses the on_* hooks.
-Callback = Plugin
-
-
 class PluginList:
     """The run's plug-ins, called in order (``training_step`` nests: the first plug-in is outermost)."""
 

@@ -9,6 +9,12 @@ Methods, poolers, heads, schedulers, metrics, model families, aliases, training 
 ``protfit models``, the docs and the web UI list entries from here, and the config validates names
 against it at the edge (an unknown ``model.pooler`` is a config error before any backbone loads).
 
+Checking a name imports nothing heavy, so a config error answers in a fraction of a second (issue
+#27): a registry whose built-in modules import torch declares the names they register
+(``builtin_names``), and ``check`` reads that list; the modules are imported only when an entry is
+used. Importing them verifies the list both ways, so a missed name fails the first test that loads
+the registry instead of being refused (or accepted) by the config.
+
 Why the registries are declared here and not in the modules that fill them: each registry names the
 modules that hold its built-in entries and imports them on first use. So no module needs an import
 at its bottom for a side effect, nothing imports a layer above it to be registered, and ``import
@@ -41,10 +47,18 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Named entries of one kind, filled by decorators in the modules listed in ``builtin_modules``."""
 
-    def __init__(self, kind: str, config_key: str, builtin_modules: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        kind: str,
+        config_key: str,
+        builtin_modules: Iterable[str] = (),
+        builtin_names: Iterable[str] | None = None,
+    ) -> None:
         self.kind = kind  # "pooler": used in messages
         self.config_key = config_key  # "model.pooler": the config key that names an entry
         self._modules = tuple(builtin_modules)
+        # None: the built-in modules are light, and importing them is how the names are known.
+        self._builtin_names = None if builtin_names is None else frozenset(builtin_names)
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = False
 
@@ -54,6 +68,23 @@ class Registry(Generic[T]):
         self._loaded = True  # set first: a module being imported may look itself up
         for module in self._modules:
             importlib.import_module(module)
+        if self._builtin_names is not None:
+            self._check_declared(self._builtin_names)
+
+    def _check_declared(self, declared: frozenset[str]) -> None:
+        builtin = {
+            name
+            for name, entry in self._entries.items()
+            if getattr(entry.item, "__module__", None) in self._modules
+        }
+        undeclared = sorted(builtin - declared)
+        missing = sorted(declared - set(self._entries))
+        if undeclared or missing:
+            raise RegistryError(
+                f"the built-in {self.kind} names declared in protfit/registry.py do not match "
+                f"{', '.join(self._modules)}: registered but not declared {undeclared}, declared but not "
+                f"registered {missing}; update builtin_names"
+            )
 
     def register(self, name: str, description: str = "", **options: Any) -> Callable[[T], T]:
         """Decorator: ``@REGISTRY.register("name", "one line", option=value)``."""
@@ -86,12 +117,21 @@ class Registry(Generic[T]):
         return self.entry(name).item
 
     def check(self, name: str) -> str:
-        """``name`` if registered, else a :class:`RegistryError` naming the config key and the choices."""
-        self.entry(name)
+        """``name`` if registered, else a :class:`RegistryError` naming the config key and the choices.
+
+        Imports no built-in module when the registry declares its built-in names."""
+        if name not in self.known_names():
+            raise RegistryError(self.unknown_message(name))
         return name
 
+    def known_names(self) -> list[str]:
+        """Every name, from the declared built-in names when there are (no import), else ``names()``."""
+        if self._builtin_names is None:
+            return self.names()
+        return sorted(self._builtin_names | set(self._entries))
+
     def unknown_message(self, name: str) -> str:
-        choices = self.names()
+        choices = self.known_names()
         close = difflib.get_close_matches(name, choices, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{self.config_key}: unknown {self.kind} '{name}'{hint}; choose from {', '.join(choices)}"
@@ -127,16 +167,30 @@ def _first_line(item: Any) -> str:
 
 # ---- the registries --------------------------------------------------------------------------------
 
+# The config checks these names; their modules import torch (and peft, transformers), hence the
+# declared names.
 METHODS: Registry = Registry(
     "training method",
     "model.method",
     ("protfit.models.methods", "protfit.models.peft_methods", "protfit.models.ses_adapter"),
+    ("freeze", "full", "lora", "dora", "adalora", "ia3", "qlora", "ses_adapter"),
 )
-POOLERS: Registry = Registry("pooler", "model.pooler", ("protfit.models.poolers",))
-HEADS: Registry = Registry("head", "model.head.type", ("protfit.models.heads",))
-SCHEDULERS: Registry = Registry("scheduler", "train.scheduler.name", ("protfit.training.schedulers",))
+POOLERS: Registry = Registry(
+    "pooler",
+    "model.pooler",
+    ("protfit.models.poolers",),
+    ("mean", "attention1d", "light_attention", "cls", "flatten"),
+)
+HEADS: Registry = Registry("head", "model.head.type", ("protfit.models.heads",), ("mlp",))
+SCHEDULERS: Registry = Registry(
+    "scheduler",
+    "train.scheduler.name",
+    ("protfit.training.schedulers",),
+    ("none", "constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"),
+)
+# Light modules (torch is imported inside the functions that compute or build).
 METRICS: Registry = Registry("metric", "evaluation.metrics", ("protfit.metrics",))
-FAMILIES: Registry = Registry("model family", "model.family", ("protfit.models.backbone",))
+FAMILIES: Registry = Registry("model family", "model.family", ("protfit.models.families",))
 ALIASES: Registry = Registry(
     "model alias", "model.name", ("protfit.models.aliases", "protfit.models.tiny", "protfit.models.antiberty")
 )

@@ -9,8 +9,9 @@ import torch
 import transformers
 
 from protfit.config import ModelConfig
-from protfit.models import backbone as backbone_module
-from protfit.models.backbone import STANDARD_RESIDUES, ModelError, load_backbone, resolve_model_or_fail
+from protfit.models import sources as sources_module
+from protfit.models.backbone import STANDARD_RESIDUES, load_backbone
+from protfit.models.sources import ModelError, resolve_model_or_fail
 from protfit.models.tiny import build_tiny_model
 
 SEQUENCE = "MKTAYIAKQRQISFVKSHFSRQ"
@@ -156,7 +157,7 @@ def test_weights_missing_from_the_checkpoint_warn(tmp_path):
 
 
 def test_a_bare_unknown_name_fails_at_once_with_suggestions(monkeypatch):
-    monkeypatch.setattr(backbone_module, "hub_reachable", lambda: pytest.fail("no hub check for a bare name"))
+    monkeypatch.setattr(sources_module, "hub_reachable", lambda: pytest.fail("no hub check for a bare name"))
     started = time.perf_counter()
     with pytest.raises(ModelError, match="model 'esm3' is not an alias.*did you mean tiny-esm2") as caught:
         resolve_model_or_fail("esm3")
@@ -171,12 +172,12 @@ def test_resolve_accepts_aliases_folders_and_reachable_or_cached_hub_ids(tmp_pat
     with pytest.raises(ModelError, match="does not exist"):
         resolve_model_or_fail(str(tmp_path / "missing"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(backbone_module, "hub_reachable", lambda: True)
+    monkeypatch.setattr(sources_module, "hub_reachable", lambda: True)
     assert resolve_model_or_fail("facebook/esm2_t6_8M_UR50D") == "hub"
-    monkeypatch.setattr(backbone_module, "hub_reachable", lambda: False)
+    monkeypatch.setattr(sources_module, "hub_reachable", lambda: False)
     with pytest.raises(ModelError, match="could not be found locally.*hub cannot be reached"):
         resolve_model_or_fail("facebook/esm2_t6_8M_UR50D")
-    monkeypatch.setattr(backbone_module, "_in_hub_cache", lambda name: True)
+    monkeypatch.setattr(sources_module, "_in_hub_cache", lambda name: True)
     assert resolve_model_or_fail("facebook/esm2_t6_8M_UR50D") == "hub"  # cached: works offline
 
 

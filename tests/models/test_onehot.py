@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from protfit.config import ModelConfig
-from protfit.models.backbone import ModelError, load_backbone
-from protfit.models.onehot import ALPHABET, OneHotBackbone
+from protfit.models.backbone import ALPHABET, OneHotBackbone, load_backbone
+from protfit.models.sources import ModelError
 
 
 def test_onehot_is_loaded_by_name_without_special_tokens_or_parameters():

@@ -20,10 +20,11 @@ from protfit.cli import main
 from protfit.config import ConfigError, apply_overrides, build_config
 from protfit.data.synthetic import write_synthetic_dataset
 from protfit.models import peft_methods
-from protfit.models.backbone import ModelError, base_weight_quantization, load_backbone
+from protfit.models.backbone import base_weight_quantization, load_backbone
 from protfit.models.methods import apply_method, check_method_requirements, model_statistics
 from protfit.models.peft_methods import AdaLoraAllocation, adalora_schedule
 from protfit.models.protein_model import build_model
+from protfit.models.sources import ModelError
 from protfit.plugins import Plugin, TrainingState
 from protfit.training.train import train
 

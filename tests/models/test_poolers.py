@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from protfit.config import ModelConfig
-from protfit.models.backbone import ModelError, load_backbone
+from protfit.models.backbone import load_backbone
 from protfit.models.poolers import build_pooler
 from protfit.models.protein_model import build_model
+from protfit.models.sources import ModelError
 from protfit.registry import POOLERS, RegistryError
 
 HIDDEN = 8

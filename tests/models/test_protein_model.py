@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from protfit.models.backbone import ModelError
 from protfit.models.methods import apply_method
 from protfit.models.protein_model import build_model, load_trainable_state_dict, trainable_state_dict
+from protfit.models.sources import ModelError
 
 SEQUENCES = ["MKTAYIAKQR", "ACDEF", "W"]
 
@@ -20,13 +20,6 @@ def test_logits_and_embeddings_shapes(name, problem, num_labels, out, make_confi
     batch = encode_batch(model.backbone, SEQUENCES)
     assert model(**batch).shape == (3, out)
     assert model.embed(**batch).shape == (3, 2 * model.backbone.hidden_size)
-
-
-def test_forward_hidden_matches_forward(make_config, encode_batch):
-    model = build_model(make_config(name="tiny-bert", pooler="attention1d"), 2).eval()
-    batch = encode_batch(model.backbone, SEQUENCES)
-    hidden = model.encode(batch["input_ids"], batch["attention_mask"])
-    torch.testing.assert_close(model.forward_hidden(hidden, batch["residue_mask"]), model(**batch))
 
 
 def test_onehot_flatten_mlp_is_the_classic_landscape_baseline(make_config, encode_batch):

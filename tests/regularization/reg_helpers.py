@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from protfit.config import apply_overrides, build_config
+from protfit.regularization.layers import attention_dropouts, hidden_dropouts
 
 R = "regularization."
+
+
+def layer_dropout(layer) -> tuple[list[float], list[float]]:
+    """(hidden probabilities, attention probabilities) of one backbone layer."""
+    hidden = [module.p for module in hidden_dropouts(layer)]
+    attention = [getattr(module, attribute) for module, attribute in attention_dropouts(layer)]
+    return hidden, attention
 
 
 def make_config(data_dir, out_dir, *overrides, problem="single_label_classification", method="full"):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from reg_helpers import R, make_config
+from reg_helpers import R, layer_dropout, make_config
 
 from protfit.plugins import Plugin
 from protfit.regularization.config import ScheduledDropoutConfig
 from protfit.regularization.dropout import scheduled_value
-from protfit.regularization.layers import backbone_layers, layer_dropout
+from protfit.regularization.layers import backbone_layers
 from protfit.training.setup import setup_run
 from protfit.training.train import train
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reg_helpers import make_config
+from reg_helpers import layer_dropout, make_config
 
 from protfit.models.methods import apply_method
 from protfit.models.protein_model import build_model
 from protfit.regularization.layers import (
     backbone_layers,
     input_embeddings,
-    layer_dropout,
     layer_of_parameters,
 )
 

@@ -12,7 +12,8 @@ import yaml
 
 from protfit.cli import main
 from protfit.config import build_config, load_config, save_config
-from protfit.report.compare import CompareError, compare_runs, recommendation_reason, write_outputs
+from protfit.report.compare import CompareError, compare_runs, recommendation_reason
+from protfit.report.compare_html import write_outputs
 
 BASE = {
     "data": {"path": "data/task", "problem_type": "single_label_classification", "num_labels": 3},

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from protfit.config import DEFAULT_METRICS, BootstrapConfig
-from protfit.metrics import compute_metrics, metrics_for
+from protfit.metrics import MetricInputs, compute_metrics, metrics_for, register_metric
+from protfit.registry import METRICS
 from protfit.report.confidence import (
+    Resampler,
     bootstrap_intervals,
     format_with_interval,
     metrics_with_intervals,
-    resampled_metrics,
+    resample_counts,
 )
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -49,7 +51,8 @@ def test_each_resample_matches_compute_metrics_on_that_resample(problem: str, nu
         targets[:, 3] = 0  # an absent label: AUROC skips it, F1 counts it as 0
     names = sorted(metrics_for(problem))
     indices = np.random.default_rng(2).integers(0, 60, size=(25, 60))
-    vectorised = resampled_metrics(names, problem, outputs, targets, num_labels, indices)
+    resampler = Resampler(problem, outputs, targets, num_labels, threshold=0.5)
+    vectorised = resampler.evaluate(names, resample_counts(indices, len(targets)))
     for row, sample in enumerate(indices):
         expected = compute_metrics(names, problem, outputs[sample], targets[sample], num_labels)
         for name in names:
@@ -163,3 +166,20 @@ def test_thousand_resamples_on_eight_thousand_samples_take_seconds() -> None:
         outputs, targets = _data(problem, 8000, num_labels, rounded=False)
         bootstrap_intervals(DEFAULT_METRICS[problem], problem, outputs, targets, num_labels, cfg)
     assert time.perf_counter() - started < 20  # generous: the CPU is shared with other test workers
+
+
+def test_a_user_metric_gets_its_interval_from_its_own_function_on_each_resample(monkeypatch) -> None:
+    """A metric registered outside protfit has no vectorised formula: its function runs per resample."""
+    METRICS.names()  # built-ins loaded before the copy that the test's metric goes into
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))
+
+    @register_metric("squared_error_again", REGRESSION, "mse, written by a user", mode="min")
+    def squared_error_again(inputs: MetricInputs) -> float:
+        return float(np.mean((inputs.outputs - inputs.targets) ** 2))
+
+    outputs, targets = _data(REGRESSION, 80, 1)
+    cfg = BootstrapConfig(resamples=200, seed=3)
+    result = metrics_with_intervals(["mse", "squared_error_again"], REGRESSION, outputs, targets, 1, cfg)
+    for key in ("value", "low", "high"):  # the same resamples through the formula and the function
+        assert result["squared_error_again"][key] == pytest.approx(result["mse"][key], rel=1e-6), key
+    assert result["mse"]["low"] < result["mse"]["value"] < result["mse"]["high"]

@@ -8,7 +8,7 @@ import yaml
 
 from protfit.cli import main
 from protfit.config import ConfigError, apply_overrides, build_config
-from protfit.sweep.lr_find import RangeTestSettings, run_range_test
+from protfit.training.lr_range_test import RangeTestResult, RangeTestSettings, run_range_test
 from protfit.training.setup import setup_run
 from protfit.training.train import train
 
@@ -92,7 +92,7 @@ def test_lr_find_command(base_config, tmp_path, capsys):
 def test_lr_find_command_warns_when_the_curve_cannot_be_trusted(base_config, tmp_path, capsys, monkeypatch):
     from protfit.sweep import lr_find as module
 
-    flat = module.RangeTestResult(
+    flat = RangeTestResult(
         learning_rates=[1e-4, 1e-2, 1.0],
         losses=[1.0, 1.0, 9.0],
         smoothed_losses=[1.0, 1.0, 9.0],

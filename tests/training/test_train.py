@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -10,8 +11,10 @@ from safetensors.torch import load_file
 
 from protfit.config import ConfigError, apply_overrides, build_config
 from protfit.data.synthetic import write_synthetic_dataset
+from protfit.metrics import MetricInputs, register_metric
 from protfit.models.protein_model import build_model
 from protfit.plugins import Plugin
+from protfit.registry import METRICS
 from protfit.training.train import train
 
 PROBLEMS = ["single_label_classification", "multi_label_classification", "regression"]
@@ -330,3 +333,27 @@ def test_sigterm_ends_a_run_like_ctrl_c(datasets, tmp_path):
     assert "terminated (SIGTERM): completed epochs are saved" in out and "terminated" in err
     assert (tmp_path / "run" / "checkpoints" / "last").is_dir()
     assert not (tmp_path / "run" / "run.lock").exists()  # the lock is released
+
+
+def test_a_metric_registered_by_the_user_is_validated_monitored_and_tested(datasets, tmp_path, monkeypatch):
+    METRICS.names()  # built-ins loaded before the copy that the test's metric goes into
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))
+
+    @register_metric("within_half", "regression", "share of predictions within 0.5 of the target")
+    def within_half(inputs: MetricInputs) -> float:
+        return float(np.mean(np.abs(inputs.outputs - inputs.targets) <= 0.5))
+
+    cfg = make_config(
+        datasets["regression"],
+        tmp_path,
+        "regression",
+        "model.name=onehot",
+        "model.method=freeze",
+        "train.epochs=2",
+        "evaluation.metrics=[within_half, mse]",
+        "train.early_stopping.monitor=within_half",
+    )
+    summary = json.loads((train(cfg).run_dir / "summary.json").read_text())
+    tested = summary["test_metrics"]["within_half"]
+    assert 0.0 <= tested["low"] <= tested["value"] <= tested["high"] <= 1.0
+    assert "within_half" in summary["baselines"]["constant"]["metrics"]

@@ -11,73 +11,34 @@ Family input rules (what each model saw in pre-training):
 - ``t5`` ProtT5 / IgT5 (sentencepiece vocabulary of ``▁A``-style pieces): space-separated, with the
   rare residues U, Z, O, B mapped to X as in ProtT5's training data, ``... </s>``.
 - ``t5`` Ankh (vocabulary of bare letters): the sequence as a list of characters, ``... </s>``.
+- ``onehot`` (:class:`OneHotBackbone`, built in): 20 residues + X, no special tokens, no weights.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
-import os
-import re
-import socket
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from protfit.config import ModelConfig
 from protfit.data.batching import TokenizedSequence
-from protfit.models.aliases import list_aliases, resolve_model_source
+from protfit.models.aliases import resolve_model_source
+from protfit.models.sources import ModelError, looks_like_path, not_found_message, resolve_model_or_fail
 from protfit.registry import FAMILIES
 
 STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
-FAMILIES.add(
-    "esm",
-    "EsmModel",
-    "ESM-2, ESM-1b, ESM-1v",
-    examples="facebook/esm2_t6_8M_UR50D, facebook/esm2_t33_650M_UR50D, facebook/esm1b_t33_650M_UR50S, "
-    "facebook/esm1v_t33_650M_UR90S_1",
-    tokenization="plain residue letters",
-    needs="hub download or local folder",
-)
-FAMILIES.add(
-    "bert",
-    "BertModel",
-    "ProtBert, IgBert, AntiBERTy",
-    examples="Rostlab/prot_bert, Exscientia/IgBert, antiberty (alias)",
-    tokenization="space-separated residues",
-    needs="hub download or local folder; antiberty offline",
-)
-FAMILIES.add(
-    "t5",
-    "T5EncoderModel",
-    "ProtT5, IgT5, Ankh (encoder only)",
-    examples="Rostlab/prot_t5_xl_uniref50, Exscientia/IgT5, ElnaggarLab/ankh-base",
-    tokenization="ProtT5/IgT5: space-separated, U/Z/O/B -> X; Ankh: characters",
-    needs="hub download or local folder",
-)
-FAMILIES.add(
-    "onehot",
-    "built in",
-    "one-hot encoding of the 20 residues + X",
-    examples="onehot (alias)",
-    tokenization="20 residues + X, no special tokens",
-    needs="offline, no weights",
-)
 # ProtT5 was trained with the rare residues U, Z, O, B replaced by X.
 _PROT_T5_RARE = str.maketrans("UZOB", "XXXX")
 # EsmModel builds a contact-prediction head that our forward pass never uses; some ESM checkpoints
 # lack its weights, which is no reason to warn.
 _UNUSED_WEIGHTS = ("contact_head",)
-
-
-class ModelError(ValueError):
-    """A model that cannot be loaded or combined as configured; the message says what to change."""
 
 
 class Backbone(nn.Module):
@@ -183,6 +144,51 @@ class Backbone(nn.Module):
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
+ALPHABET = "ACDEFGHIKLMNPQRSTVWYX"
+_INDEX = {residue: index for index, residue in enumerate(ALPHABET)} | {rare: 20 for rare in "BZUO"}
+
+
+class OneHotBackbone(Backbone):
+    """The one-hot encoder: the no-download baseline every protein model should beat.
+
+    Each residue becomes a 21-dimensional indicator (20 standard residues + X; the rare B, Z, U, O
+    count as X). There are no special tokens and no parameters, so ``freeze`` and ``full`` both train
+    only the pooler and head. ``onehot`` + ``flatten`` pooler + MLP head is the classic position-aware
+    baseline for equal-length mutational landscapes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            None,
+            None,
+            name="onehot",
+            family="onehot",
+            style="onehot",
+            hidden_size=len(ALPHABET),
+            num_layers=0,
+        )
+        # Padding gets the index one past the alphabet, so its one-hot row is dropped (all zero).
+        self.pad_token_id = len(ALPHABET)
+        self.has_cls_token = False
+
+    def tokenize(self, sequences: list[str]) -> list[TokenizedSequence]:
+        tokenized = []
+        for sequence in sequences:
+            try:
+                ids = [_INDEX[residue] for residue in sequence.upper()]
+            except KeyError as error:
+                raise ModelError(
+                    f"the onehot encoder knows the 20 standard residues and X, not '{error.args[0]}' "
+                    f"(sequence starts '{sequence[:20]}'); set data.unknown_residues=map_to_x"
+                ) from None
+            tokenized.append(TokenizedSequence(input_ids=ids, residue_mask=[1] * len(ids)))
+        return tokenized
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        encoded = F.one_hot(input_ids.clamp(0, self.pad_token_id), len(ALPHABET) + 1)[..., : len(ALPHABET)]
+        return encoded.float() * attention_mask.unsqueeze(-1).float()
+
+
 def _encoder_class(model_type: str) -> tuple[str, type[nn.Module], dict[str, Any]]:
     from transformers import BertModel, EsmModel, T5EncoderModel
 
@@ -202,115 +208,6 @@ def _first_lines(error: BaseException, count: int = 2) -> str:
     return " ".join(line.strip() for line in str(error).splitlines()[:count] if line.strip())
 
 
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
-
-
-def _not_found_message(name: str, reason: str) -> str:
-    aliases = ", ".join(sorted(list_aliases()))
-    return (
-        f"model '{name}' could not be found locally or downloaded from the Hugging Face hub ({reason}). "
-        f"Give a hub id (e.g. facebook/esm2_t6_8M_UR50D), a local model folder with config.json, "
-        f"or an alias: {aliases}"
-    )
-
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TRUE = ("1", "ON", "YES", "TRUE")
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return bool(constants.HF_HUB_OFFLINE) or any(flag.upper() in _TRUE for flag in flags)
-
-
-def _in_hub_cache(name: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(name, "config.json"), str)
-    except Exception:  # an id the hub library refuses is simply not cached
-        return False
-
-
-def hub_reachable(timeout: float = 1.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds.
-
-    Without this, an uncached hub id offline costs transformers' retries (~20 s of warnings) before
-    the error; name resolution has no timeout of its own, hence the thread.
-    """
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    endpoint = urlparse(constants.ENDPOINT)
-    address = (
-        endpoint.hostname or "huggingface.co",
-        endpoint.port or (80 if endpoint.scheme == "http" else 443),
-    )
-    answered: list[bool] = []
-
-    def probe() -> None:
-        with contextlib.suppress(OSError), socket.create_connection(address, timeout=timeout):
-            answered.append(True)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return bool(answered)
-
-
-def _suggestions(name: str) -> str:
-    candidates = {alias.lower(): alias for alias in list_aliases()}
-    for entry in FAMILIES.entries():
-        for example in entry.options["examples"].split(","):
-            example = example.strip()
-            if "/" in example:
-                candidates[example.lower()] = example
-                candidates[example.split("/", 1)[1].lower()] = example
-    close = difflib.get_close_matches(name.lower(), list(candidates), n=3, cutoff=0.4)
-    matches = list(dict.fromkeys(candidates[match] for match in close))
-    return f"did you mean {' or '.join(matches)}? " if matches else ""
-
-
-def resolve_model_or_fail(name: str) -> str:
-    """Check that ``model.name`` can be loaded, in well under a second and before anything is created.
-
-    Accepts an alias (built later on first use), an existing model folder, and a hub id that is in the
-    local Hugging Face cache, or of the form ``owner/name`` while the hub is reachable (and
-    HF_HUB_OFFLINE unset). Returns the kind: ``alias``, ``folder`` or ``hub``. Anything else is a
-    :class:`ModelError` with close names (difflib) and the aliases; nothing is downloaded or built.
-    """
-    aliases = sorted(list_aliases())
-    if name.lower() in aliases:
-        return "alias"
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"model folder {path} has no config.json; is it a Hugging Face model folder?")
-        return "folder"
-    if _looks_like_path(name):
-        raise ModelError(f"model folder {path} does not exist (model.name = '{name}')")
-    if _in_hub_cache(name):
-        return "hub"
-    if not _HUB_ID.match(name):
-        raise ModelError(
-            f"model '{name}' is not an alias, a local model folder or a Hugging Face hub id (owner/name); "
-            f"{_suggestions(name)}aliases: {', '.join(aliases)} (`protfit models` lists the families)"
-        ) from None
-    if _hub_offline():
-        raise ModelError(
-            _not_found_message(name, "not in the local Hugging Face cache, and HF_HUB_OFFLINE is set")
-        ) from None
-    if not hub_reachable():
-        raise ModelError(
-            _not_found_message(name, "not in the local Hugging Face cache, and the hub cannot be reached")
-        ) from None
-    return "hub"
-
-
 def _load_config(name: str, source: str) -> Any:
     from transformers import AutoConfig
 
@@ -318,12 +215,12 @@ def _load_config(name: str, source: str) -> Any:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"model folder {path} has no config.json; is it a Hugging Face model folder?")
-    elif _looks_like_path(source):
+    elif looks_like_path(source):
         raise ModelError(f"model folder {path} does not exist (model.name = '{name}')")
     try:
         return AutoConfig.from_pretrained(str(path) if path.is_dir() else source)
     except OSError as error:
-        raise ModelError(_not_found_message(name, _first_lines(error))) from None
+        raise ModelError(not_found_message(name, _first_lines(error))) from None
     except Exception as error:
         # An unknown model_type (ValueError) or invalid field values (huggingface_hub's validation
         # errors, not ValueErrors) in a user's config.json: say which model, without the stack.
@@ -375,7 +272,7 @@ def _load_encoder(model_class: type[nn.Module], source: str, kwargs: dict[str, A
                 encoder, info = load()
         except OSError as error:
             if not Path(source).is_dir():
-                raise ModelError(_not_found_message(name, _first_lines(error))) from None
+                raise ModelError(not_found_message(name, _first_lines(error))) from None
             raise ModelError(
                 f"cannot load the weights of '{name}' from {source}: {_first_lines(error)}"
             ) from None
@@ -434,8 +331,6 @@ def load_backbone(cfg: ModelConfig, quantization_config: Any = None) -> Backbone
             raise ModelError(f"model.family 'onehot' goes with model.name 'onehot', not '{cfg.name}'")
         if cfg.family not in ("auto", "onehot"):
             raise ModelError(f"model.family is '{cfg.family}' but model 'onehot' is the one-hot baseline")
-        from protfit.models.onehot import OneHotBackbone
-
         return OneHotBackbone()
 
     from transformers import AutoTokenizer

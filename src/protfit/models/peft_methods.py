@@ -21,13 +21,12 @@ import torch
 from torch import nn
 
 from protfit.config import ModelConfig, RunConfig
-from protfit.models.backbone import ModelError
 from protfit.models.protein_model import ProteinModel
+from protfit.models.sources import ModelError
 from protfit.plugins import Plugin, TrainingState
 from protfit.registry import METHODS
 
 ADAPTER = "default"  # peft's adapter name; one adapter per model
-PEFT_METHODS = ("lora", "dora", "adalora", "ia3", "qlora")
 
 # LoRA-type defaults: the attention query, key and value projections of every layer.
 LORA_TARGETS: dict[str, list[str]] = {

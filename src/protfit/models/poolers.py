@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from protfit.config import RunConfig
-from protfit.models.backbone import ModelError
+from protfit.models.sources import ModelError
 from protfit.registry import POOLERS
 
 PoolerBuilder = Callable[[int, RunConfig], nn.Module]

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from protfit.config import RunConfig
-from protfit.models.backbone import Backbone, ModelError, base_weight_quantization, load_backbone
+from protfit.models.backbone import Backbone, base_weight_quantization, load_backbone
 from protfit.models.heads import build_head
 from protfit.models.poolers import build_pooler
+from protfit.models.sources import ModelError
 
 
 class ProteinModel(nn.Module):
@@ -51,12 +52,6 @@ class ProteinModel(nn.Module):
             return self.backbone(input_ids, attention_mask)
         with torch.no_grad():
             return self.backbone(input_ids, attention_mask)
-
-    def forward_hidden(
-        self, hidden: torch.Tensor, residue_mask: torch.Tensor, **structure: torch.Tensor
-    ) -> torch.Tensor:
-        """Logits from per-residue hidden states (computed now, or read from an embedding cache)."""
-        return self.head(self.pool(hidden, residue_mask, **structure))
 
     def pool(
         self, hidden: torch.Tensor, residue_mask: torch.Tensor, **structure: torch.Tensor

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from protfit.models.aliases import cache_root, register_alias, staged_folder
 
 TINY_FAMILIES = ("esm", "bert", "t5")
@@ -109,6 +107,9 @@ def build_tiny_model(
     1280 intermediate) give a random-init architecture twin for benchmarks."""
     if family not in _BUILDERS:
         raise ValueError(f"no tiny model for family '{family}'; choose from {', '.join(TINY_FAMILIES)}")
+    # Imported here: the aliases are listed while a config is checked, which must not import torch.
+    import torch
+
     from protfit.models.backbone import quiet_transformers
 
     out_dir = Path(out_dir)

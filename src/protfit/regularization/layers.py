@@ -105,12 +105,5 @@ def set_layer_dropout(layer: nn.Module, hidden: float | None = None, attention: 
             setattr(module, attribute, attention)
 
 
-def layer_dropout(layer: nn.Module) -> tuple[list[float], list[float]]:
-    """(hidden probabilities, attention probabilities) of one layer, for tests and logs."""
-    hidden = [module.p for module in hidden_dropouts(layer)]
-    attention = [getattr(module, attribute) for module, attribute in attention_dropouts(layer)]
-    return hidden, attention
-
-
 def trained_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}

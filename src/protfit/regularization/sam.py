@@ -23,7 +23,6 @@ class SAM(Plugin):
 
     def __init__(self, cfg: SAMConfig) -> None:
         self.cfg = cfg
-        self.last_perturbation_norm = 0.0
 
     @torch.no_grad()
     def ascent(self, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
@@ -43,7 +42,6 @@ class SAM(Plugin):
             e = p.grad * (p.pow(2) if adaptive else 1.0) * (self.cfg.rho / (norm + 1e-12))
             p.add_(e)
             steps.append(e)
-        self.last_perturbation_norm = float(torch.linalg.vector_norm(torch.stack([s.norm() for s in steps])))
         return steps
 
     def training_step(self, state: TrainingState, step: StepContext, proceed: Any) -> float:

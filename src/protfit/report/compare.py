@@ -746,25 +746,6 @@ class _Null:
     def flush(self) -> None: ...
 
 
-def write_outputs(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
-    """compare.md, compare.csv, compare.html and recommended.yaml in ``out_dir``."""
-    from protfit.report.compare_html import write_html
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {
-        "markdown": out_dir / "compare.md",
-        "csv": out_dir / "compare.csv",
-        "html": out_dir / "compare.html",
-    }
-    written["markdown"].write_text(markdown_table(comparison))
-    csv_frame(comparison).to_csv(written["csv"], index=False)
-    write_html(comparison, written["html"])
-    if comparison.recommended is not None:
-        written["recommended"] = out_dir / "recommended.yaml"
-        written["recommended"].write_text(recommendation_yaml(comparison))
-    return written
-
-
 def default_output_dir(comparison: Comparison, paths: list[str | Path]) -> Path:
     """``SWEEP_DIR/compare`` for one sweep; else ``compare`` next to the runs (their common parent)."""
     if len(paths) == 1 and comparison.sweeps:

@@ -3,7 +3,8 @@
 Plots: validation curves of every run overlaid; training vs validation per run (the training-split
 metric when the history has it, else the losses); parallel coordinates of the settings that differ;
 for a sweep with an Optuna study (``study.db``), Optuna's parameter importances and parallel
-coordinate plot (skipped with a note when optuna is not installed).
+coordinate plot (skipped with a note when optuna is not installed). ``write_outputs`` writes it with
+the other files of a comparison (markdown, CSV, recommended config).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import matplotlib.pyplot as plt
 from protfit.report.compare import (
     Comparison,
     RunRow,
+    csv_frame,
     footnotes,
+    markdown_table,
     recommendation_reason,
     recommendation_yaml,
     table_rows,
@@ -257,3 +260,20 @@ def build_html(comparison: Comparison) -> str:
 def write_html(comparison: Comparison, path: Path) -> Path:
     path.write_text(build_html(comparison), encoding="utf-8")
     return path
+
+
+def write_outputs(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
+    """compare.md, compare.csv, compare.html and recommended.yaml in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {
+        "markdown": out_dir / "compare.md",
+        "csv": out_dir / "compare.csv",
+        "html": out_dir / "compare.html",
+    }
+    written["markdown"].write_text(markdown_table(comparison))
+    csv_frame(comparison).to_csv(written["csv"], index=False)
+    write_html(comparison, written["html"])
+    if comparison.recommended is not None:
+        written["recommended"] = out_dir / "recommended.yaml"
+        written["recommended"].write_text(recommendation_yaml(comparison))
+    return written

@@ -12,7 +12,9 @@ for AUROC or multi-label scores on 8,000 samples on a CPU), so 1,000 resamples w
 A resample is the original test set with sample i counted w_i times, so each metric below is a
 weighted statistic over a (resamples, N) matrix of counts, evaluated for all resamples at once.
 The definitions are those of :mod:`protfit.metrics`; tests check every one against
-``compute_metrics`` on explicitly resampled data.
+``compute_metrics`` on explicitly resampled data. A metric without a formula here (one registered
+with ``register_metric`` outside protfit) is computed by its own function on each resample: slower,
+but every registered metric gets an interval.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def _indicator(labels: np.ndarray, size: int, mask: np.ndarray | None = None) ->
     return sparse.csr_matrix((data, (labels, np.arange(len(labels)))), shape=(size, len(labels)))
 
 
-class _Resampler:
+class Resampler:
     """What does not change between resamples (predictions, sort orders, F-max terms), built once."""
 
     def __init__(
@@ -150,14 +152,37 @@ class _Resampler:
     def evaluate(self, names: list[str], weights: np.ndarray) -> dict[str, np.ndarray]:
         """Each metric for each row of ``weights`` (B, N): how often each sample occurs in a resample."""
         by_problem = {SINGLE: self._single_label, MULTI: self._multi_label, REGRESSION: self._regression}
-        return by_problem[self.problem_type](names, weights)
+        formulas = by_problem[self.problem_type](weights)
+        values = {name: formulas[name]() for name in names if name in formulas}
+        values.update(self._per_resample([name for name in names if name not in formulas], weights))
+        return {name: values[name] for name in names}
+
+    def _per_resample(self, names: list[str], weights: np.ndarray) -> dict[str, np.ndarray]:
+        """The metric functions themselves on each resample, for metrics without a formula above."""
+        values = {name: np.empty(len(weights)) for name in names}
+        if not names:
+            return values
+        samples = np.arange(weights.shape[1])
+        for row, counts in enumerate(weights):
+            chosen = np.repeat(samples, counts.astype(np.int64))
+            scores = compute_metrics(
+                names,
+                self.problem_type,
+                self.outputs[chosen],
+                self.targets[chosen],
+                self.num_labels,
+                self.threshold,
+            )
+            for name in names:
+                values[name][row] = scores[name]
+        return values
 
     def _ranking(self, key: object, values: np.ndarray) -> _Ranking:
         if key not in self._rankings:
             self._rankings[key] = _Ranking(values)
         return self._rankings[key]
 
-    def _single_label(self, names: list[str], weights: np.ndarray) -> dict[str, np.ndarray]:
+    def _single_label(self, weights: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
         targets, num_labels = self.targets, self.num_labels
         if not self._prepared:
             predictions = self.outputs.argmax(axis=1)
@@ -197,7 +222,7 @@ class _Resampler:
             per = [self._ranking(k, self.outputs[:, k]).auroc(weights, targets == k) for k in classes]
             return _macro_over_defined(np.stack(per, axis=1))
 
-        table: dict[str, Callable[[], np.ndarray]] = {
+        return {
             "accuracy": lambda: true_positive.sum(axis=1) / total,
             "precision": lambda: per_class(_safe_divide(true_positive, predicted_count)),
             "recall": lambda: per_class(_safe_divide(true_positive, true_count)),
@@ -207,9 +232,8 @@ class _Resampler:
             "mcc": mcc,
             "auroc": auroc,
         }
-        return {name: table[name]() for name in names}
 
-    def _multi_label(self, names: list[str], weights: np.ndarray) -> dict[str, np.ndarray]:
+    def _multi_label(self, weights: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
         if not self._prepared:
             predicted = (self.outputs >= self.threshold).astype(np.float64)
             truth = self.targets.astype(np.float64)
@@ -234,7 +258,7 @@ class _Resampler:
             return fmax_from_terms(prepared["fmax"], weights)
 
         # torchmetrics' multilabel macro averages over every label (an absent, never-predicted label scores 0)
-        table: dict[str, Callable[[], np.ndarray]] = {
+        return {
             "accuracy": lambda: ((true_positive + true_negative) / total).mean(axis=1),
             "precision": lambda: _safe_divide(true_positive, true_positive + false_positive).mean(axis=1),
             "recall": lambda: _safe_divide(true_positive, true_positive + false_negative).mean(axis=1),
@@ -247,9 +271,8 @@ class _Resampler:
             "auroc": auroc,
             "f1_max": f1_max,
         }
-        return {name: table[name]() for name in names}
 
-    def _regression(self, names: list[str], weights: np.ndarray) -> dict[str, np.ndarray]:
+    def _regression(self, weights: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
         outputs = self.outputs.astype(np.float64).reshape(-1)
         targets = self.targets.astype(np.float64).reshape(-1)
         total = weights.sum(axis=1)
@@ -268,14 +291,13 @@ class _Resampler:
             ranks_target = self._ranking("targets", targets).ranks(weights)
             return np.where(both_vary, _weighted_pearson(weights, ranks_out, ranks_target), np.nan)
 
-        table: dict[str, Callable[[], np.ndarray]] = {
+        return {
             "spearman": spearman,
             "pearson": lambda: np.where(both_vary, _weighted_pearson(weights, outputs, targets), np.nan),
             "mse": lambda: (weights * (outputs - targets) ** 2).sum(axis=1) / total,
             "mae": lambda: (weights * np.abs(outputs - targets)).sum(axis=1) / total,
             "r2": r2,
         }
-        return {name: table[name]() for name in names}
 
 
 def resample_counts(indices: np.ndarray, n_samples: int) -> np.ndarray:
@@ -284,21 +306,6 @@ def resample_counts(indices: np.ndarray, n_samples: int) -> np.ndarray:
     flat = (indices + np.arange(n_resamples)[:, None] * n_samples).ravel()
     counts = np.bincount(flat, minlength=n_resamples * n_samples)
     return counts.reshape(n_resamples, n_samples).astype(np.float64)
-
-
-def resampled_metrics(
-    names: list[str],
-    problem_type: str,
-    outputs: np.ndarray,
-    targets: np.ndarray,
-    num_labels: int,
-    indices: np.ndarray,
-    threshold: float = 0.5,
-) -> dict[str, np.ndarray]:
-    """Each metric on each resample (row of ``indices``), as compute_metrics would give it."""
-    outputs, targets = np.asarray(outputs), np.asarray(targets)
-    resampler = _Resampler(problem_type, outputs, targets, num_labels, threshold)
-    return resampler.evaluate(names, resample_counts(np.asarray(indices), len(targets)))
 
 
 def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -327,7 +334,7 @@ def bootstrap_intervals(
         return {name: (math.nan, math.nan) for name in names}
     rng = np.random.default_rng(cfg.seed)
     block = max(1, _BLOCK_ELEMENTS // n_samples)
-    resampler = _Resampler(problem_type, outputs, targets, num_labels, threshold)
+    resampler = Resampler(problem_type, outputs, targets, num_labels, threshold)
     collected: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, cfg.resamples, block):
         indices = rng.integers(0, n_samples, size=(min(block, cfg.resamples - start), n_samples))

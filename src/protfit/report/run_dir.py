@@ -37,8 +37,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from protfit.config import RunConfig, save_config
 
 CONFIG_FILE = "config.yaml"
@@ -346,6 +344,10 @@ class History:
         temporary = jsonl.with_name("history.jsonl.tmp")
         temporary.write_text("".join(json.dumps(row) + "\n" for row in self.records))
         os.replace(temporary, jsonl)
+        # Imported here: `protfit train` checks the output folder through this module before any
+        # heavy import, so that a config error answers at once.
+        import pandas as pd
+
         pd.DataFrame(self.records).to_csv(self.run_dir / "history.csv", index=False)
 
     def truncate(self, last_epoch: int) -> None:

@@ -150,7 +150,8 @@ def range_test_result(raw: dict[str, Any], folder: Path, settings: Any) -> dict[
 
 def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     """Run (or resume) every stage of the tune in ``folder`` (created by :func:`start_tune`)."""
-    from protfit.report.compare import compare_runs, recommendation_reason, write_outputs
+    from protfit.report.compare import compare_runs, recommendation_reason
+    from protfit.report.compare_html import write_outputs
     from protfit.sweep.config import build_sweep_config
     from protfit.sweep.study import open_sweep_folder, prepare_sweep, run_sweep
 

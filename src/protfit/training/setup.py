@@ -26,6 +26,7 @@ from protfit.models.protein_model import ProteinModel, build_model
 from protfit.plugins import Plugin, PluginList
 from protfit.registry import PLUGINS
 from protfit.training.evaluation import LabelScaling, loss_function
+from protfit.training.lr_range_test import RangeTestResult, resolve_auto_learning_rate
 from protfit.training.optim import build_optimizer, parameter_groups
 from protfit.training.schedulers import build_scheduler
 
@@ -49,7 +50,7 @@ class RunParts:
     scheduler: Any = None
     stats: dict[str, Any] = field(default_factory=dict)
     embedding_cache: dict[str, Any] | None = None
-    lr_find: Any = None  # the range test's result when train.learning_rate was auto
+    lr_find: RangeTestResult | None = None  # the range test's result when train.learning_rate was auto
 
     @property
     def total_steps(self) -> int:
@@ -203,8 +204,6 @@ def setup_run(
     if cfg.train.learning_rate == "auto":
         # The range test needs the model, loaders (cache included) and loss built above and runs on
         # a throw-away optimizer; the real optimizer and the schedule below get its suggestion.
-        from protfit.sweep.lr_find import resolve_auto_learning_rate
-
         parts.lr_find = resolve_auto_learning_rate(parts)
 
     # Parameter groups, then the optimizer; plug-ins may wrap it (Lookahead) or replace it together

@@ -46,6 +46,7 @@ from protfit.training.checkpoint import load_model_state
 from protfit.training.collapse import collapse_reason
 from protfit.training.evaluation import evaluate, write_predictions
 from protfit.training.loop import fit
+from protfit.training.lr_range_test import write_range_test
 from protfit.training.setup import RunParts, setup_run
 
 logger = logging.getLogger("protfit")
@@ -121,8 +122,6 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
     if parts.accelerator.is_main_process:
         write_run_files(parts, run_dir)
         if parts.lr_find is not None:
-            from protfit.sweep.lr_find import write_range_test
-
             write_range_test(parts.lr_find, run_dir)
 
     try:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from protfit.sweep.lr_find import plot_curve, ramp, range_test, smooth, suggest, write_curve_csv
+from protfit.training.lr_range_test import plot_curve, ramp, range_test, suggest, write_curve_csv
 
 
 def regression_problem(seed: int = 0):
@@ -38,9 +38,26 @@ def test_ramp_is_exponential_and_includes_both_ends():
         ramp(1.0, 1e-3, 10)
 
 
+def ema(losses, beta=0.98):
+    """The range test's smoothing (bias-corrected exponential moving average), for curves made up here."""
+    average, smoothed = 0.0, []
+    for step, loss in enumerate(losses, start=1):
+        average = beta * average + (1 - beta) * loss
+        smoothed.append(average / (1 - beta**step))
+    return smoothed
+
+
 def test_smoothing_is_bias_corrected():
     # a constant loss stays constant from the first step (an uncorrected EMA would start near 0)
-    assert smooth([2.0] * 5, beta=0.9) == pytest.approx([2.0] * 5)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    batches = [torch.zeros(1, 2)] * 5
+
+    def constant_loss(model, batch):
+        return model(batch).sum() * 0 + 2.0
+
+    result = range_test(model, optimizer, batches, constant_loss, num_steps=5, beta=0.9)
+    assert result.smoothed_losses == pytest.approx([2.0] * 5)
 
 
 def test_suggestion_rules_on_a_known_curve():
@@ -135,15 +152,15 @@ def test_bad_arguments_fail_before_any_step():
 
 
 def test_a_flat_noisy_curve_falls_back_to_the_divergence_rule():
-    from protfit.sweep.lr_find import significant_descent
+    from protfit.training.lr_range_test import significant_descent
 
     rng = np.random.default_rng(0)
     lrs = list(np.geomspace(1e-7, 1.0, 100))
     tail = [2.0, 4.0, 8.0, 16.0, 32.0]
     flat = [*(1.0 + 0.35 * rng.standard_normal(90)), *tail]
-    assert not significant_descent(flat, smooth(flat), 0.98, 10)
+    assert not significant_descent(flat, ema(flat), 0.98, 10)
     falling = [*(np.linspace(2.0, 0.5, 90) + 0.1 * rng.standard_normal(90)), *tail]
-    assert significant_descent(falling, smooth(falling), 0.98, 10)
+    assert significant_descent(falling, ema(falling), 0.98, 10)
     # end to end: targets unrelated to the inputs leave nothing to learn, so the curve is flat noise
     generator = torch.Generator().manual_seed(0)
     batches = [
