@@ -72,7 +72,7 @@ def test_tune_resumes_after_a_kill_and_stays_within_its_budget(tmp_path: Path) -
     assert all((Path(run) / "summary.json").is_file() for run in summary["tuned"]["run_dirs"])
     closing = (folder / "tune.md").read_text()
     assert (
-        "| untuned (starting config) |" in closing and "), seed 42 |" in closing and "), seed 43 |" in closing
+        "| untuned (starting config) |" in closing and ", seed 42 |" in closing and ", seed 43 |" in closing
     )
     assert "| baseline: constant |" in closing
     assert (folder / "compare" / "compare.html").is_file()

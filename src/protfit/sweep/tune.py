@@ -389,7 +389,7 @@ def format_closing(summary: dict[str, Any]) -> str:
     metric, tuned, untuned = summary["metric"], summary["tuned"], summary["untuned"]
     val = lambda value: "–" if not _finite(value) else f"{value:.4f}"  # noqa: E731
     chosen = summary["recommended"]["name"]
-    label = "the start (untuned config)" if chosen == START else chosen
+    label = "start (recommended)" if chosen == START else f"tuned ({chosen})"
     lines = [
         f"## Tuned vs untuned vs baselines ({metric}; validation = best epoch, test with 95% bootstrap CI)",
         "",
@@ -399,11 +399,11 @@ def format_closing(summary: dict[str, Any]) -> str:
     ]
     for seed, test, run in zip(tuned["seeds"], tuned["test"], tuned["run_dirs"], strict=True):
         value = json.loads((Path(run) / "summary.json").read_text()).get("best_val_metric")
-        lines.append(f"| tuned ({label}), seed {seed} | {val(value)} | {_entry(test)} |")
+        lines.append(f"| {label}, seed {seed} | {val(value)} | {_entry(test)} |")
     if len(tuned["seeds"]) > 1 and tuned["test_mean"] is not None:
         sd = f" ± {tuned['test_sd']:.3f} (sd over seeds)" if tuned["test_sd"] is not None else ""
         lines.append(
-            f"| tuned, mean of {len(tuned['seeds'])} seeds | {val(tuned['val_mean'])} | {tuned['test_mean']:.3f}{sd} |"
+            f"| {label}, mean of {len(tuned['seeds'])} seeds | {val(tuned['val_mean'])} | {tuned['test_mean']:.3f}{sd} |"
         )
     for name, entry in summary["baselines"].items():
         lines.append(f"| baseline: {name} | – | {_entry(entry)} |")
