@@ -164,6 +164,40 @@ def test_resume_continues_exactly_where_the_interrupted_run_stopped(datasets, tm
     assert resumed.summary["test_metrics"] == uninterrupted.summary["test_metrics"]
 
 
+def test_a_signal_while_an_epoch_is_saved_keeps_history_and_checkpoint_in_step(
+    datasets, tmp_path, monkeypatch
+):
+    # The web UI's Abort (SIGTERM) landing between an epoch's history line and its checkpoint left a
+    # line for an unsaved epoch; --resume re-trained it and rewrote the line (a flaky browser test).
+    import os
+    import signal
+
+    from protfit.training import loop
+    from protfit.training.train import RunInterrupted
+
+    args = ("regression", "train.epochs=3", "train.early_stopping.patience=null")
+    uninterrupted = train(make_config(datasets["regression"], tmp_path / "a", *args))
+    save_checkpoint = loop.save_checkpoint
+
+    def signal_while_saving(folder, *positional, **keywords):
+        if folder.name == "last" and keywords["progress"]["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        save_checkpoint(folder, *positional, **keywords)
+
+    monkeypatch.setattr(loop, "save_checkpoint", signal_while_saving)
+    with pytest.raises(RunInterrupted):
+        train(make_config(datasets["regression"], tmp_path / "b", *args))
+    monkeypatch.undo()
+    run_dir = tmp_path / "b" / "run"
+    saved = json.loads((run_dir / "checkpoints" / "last" / "training_state.json").read_text())
+    history = (run_dir / "history.jsonl").read_text().splitlines()
+    assert saved["progress"]["epoch"] == len(history) == 2  # the epoch was saved whole before stopping
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
+    resumed = train(None, resume_from=run_dir)
+    assert (run_dir / "history.jsonl").read_text().splitlines()[:2] == history
+    assert strip_times(resumed.summary["history"]) == strip_times(uninterrupted.summary["history"])
+
+
 def test_early_stopping_on_loss_restores_the_lowest_loss_epoch(datasets, tmp_path):
     result = train(
         make_config(
