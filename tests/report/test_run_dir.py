@@ -13,6 +13,7 @@ from protfit.config import build_config
 from protfit.report import run_dir as run_dir_module
 from protfit.report.run_dir import (
     LOCK_FILE,
+    History,
     RunLock,
     RunLockedError,
     create_run_dir,
@@ -158,3 +159,22 @@ def test_read_only_output_dir_is_reported(tmp_path):
             ensure_writable(tmp_path / "runs")
     finally:
         tmp_path.chmod(0o755)
+
+
+def test_a_kill_while_history_is_written_keeps_the_previous_history(tmp_path, monkeypatch):
+    # history.csv was written in place: a kill mid-write left it at 0 bytes
+    import pandas as pd
+
+    history = History(tmp_path)
+    history.append({"epoch": 1, "train_loss": 0.5})
+
+    def killed_mid_write(self, path, **options):
+        Path(path).write_text("epo")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        history.append({"epoch": 2, "train_loss": 0.4})
+    monkeypatch.undo()
+    assert pd.read_csv(tmp_path / "history.csv").to_dict("records") == [{"epoch": 1, "train_loss": 0.5}]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["history.csv", "history.jsonl"]

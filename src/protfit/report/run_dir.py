@@ -33,6 +33,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,21 @@ LOCK_FILE = "run.lock"
 _MAX_NAME_SUFFIX = 100
 
 
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write`` on a temporary file of this process beside ``path``, then rename it onto
+    ``path``: a kill mid-write leaves the previous file whole (a plain write left a 0-byte
+    history.csv), and processes writing the same file (sweep workers) never interleave."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, payload: Any) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a truncated JSON."""
+    """Write atomically (`atomic_write`), so a crash never leaves a truncated JSON."""
 
     def clean(value: Any) -> Any:
         if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
@@ -60,9 +74,8 @@ def write_json(path: Path, payload: Any) -> None:
             return [clean(item) for item in value]
         return value
 
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(clean(payload), indent=2))
-    os.replace(temporary, path)
+    text = json.dumps(clean(payload), indent=2)
+    atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
 def read_json(path: Path) -> Any:
@@ -327,7 +340,7 @@ def create_run_dir(cfg: RunConfig) -> Path:
 
 
 class History:
-    """Per-epoch records, rewritten in full after every epoch (CSV and JSON lines)."""
+    """Per-epoch records, rewritten in full (and atomically) after every epoch (CSV and JSON lines)."""
 
     def __init__(self, run_dir: Path, records: list[dict[str, Any]] | None = None) -> None:
         self.run_dir = run_dir
@@ -342,11 +355,10 @@ class History:
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         self.records = [row for row in self.records if row["epoch"] <= record["epoch"]]
-        jsonl = self.run_dir / "history.jsonl"
-        temporary = jsonl.with_name("history.jsonl.tmp")
-        temporary.write_text("".join(json.dumps(row) + "\n" for row in self.records))
-        os.replace(temporary, jsonl)
-        pd.DataFrame(self.records).to_csv(self.run_dir / "history.csv", index=False)
+        lines = "".join(json.dumps(row) + "\n" for row in self.records)
+        atomic_write(self.run_dir / "history.jsonl", lambda temporary: temporary.write_text(lines))
+        table = pd.DataFrame(self.records)
+        atomic_write(self.run_dir / "history.csv", lambda temporary: table.to_csv(temporary, index=False))
 
     def truncate(self, last_epoch: int) -> None:
         self.records = [row for row in self.records if row["epoch"] <= last_epoch]
