@@ -141,8 +141,10 @@ def test_lock_is_released_by_the_context_manager(tmp_path):
 
 def test_unwritable_output_dir_fails_before_anything_is_created(tmp_path, monkeypatch):
     target = tmp_path / "runs" / "deeper"
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode))
+    real_probe = run_dir_module.can_create_files_in
+    monkeypatch.setattr(
+        run_dir_module, "can_create_files_in", lambda path: Path(path) != tmp_path and real_probe(path)
+    )
     with pytest.raises(PermissionError, match=f"output.dir {target} is not writable"):
         create_run_dir(make_config(target, name="x"))
     assert list(tmp_path.iterdir()) == []

@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -207,6 +208,21 @@ def _release_held_locks() -> None:
         lock.release()
 
 
+def can_create_files_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder``, by creating (and removing) one.
+
+    ``os.access`` reads permission bits only: it says yes to root everywhere, and for /proc or a
+    read-only mount, where creating a file fails (`predict -o /proc/x.csv` failed after predicting).
+    """
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".protfit-write-test-")
+    except OSError:
+        return False
+    os.close(descriptor)
+    os.unlink(probe)
+    return True
+
+
 def ensure_writable(folder: str | Path, what: str = "output folder") -> Path:
     """Fail before any work when ``folder`` (or, if it does not exist yet, the nearest existing
     folder above it, where it would be created) cannot be written."""
@@ -216,7 +232,7 @@ def ensure_writable(folder: str | Path, what: str = "output folder") -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise NotADirectoryError(f"{what} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not can_create_files_in(existing):
         where = "" if existing == path else f" (it would be created in {existing})"
         raise PermissionError(f"{what} {path} is not writable{where}; choose a folder you can write to")
     return path
@@ -232,7 +248,7 @@ def ensure_output_file(path: str | Path, what: str = "output file") -> Path:
         )
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{what} {path}: folder {path.parent} does not exist; create it first")
-    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if not can_create_files_in(path.parent) or (path.exists() and not os.access(path, os.W_OK)):
         raise PermissionError(f"{what} {path} is not writable; choose a file in a folder you can write to")
     return path
 
