@@ -113,11 +113,14 @@ class RunLock:
     The lock is per process: the process that holds it may acquire it again (``create_run_dir``
     takes it, and the recipe may wrap the run in ``with RunLock(run_dir):`` to release it at the end).
     A lock from another host is always respected: its process cannot be checked from here.
+    Other folders take the same kind of lock under another file name (``eval.lock`` for an eval
+    output folder, which is written while the run's own lock may be held by its training).
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, lock_file: str = LOCK_FILE, what: str = "run folder") -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_FILE
+        self.path = self.run_dir / lock_file
+        self.what = what
 
     def _owner(self) -> dict[str, Any] | None:
         try:
@@ -142,7 +145,7 @@ class RunLock:
     def _take_over_stale(self, owner: dict[str, Any] | None) -> None:
         # Renaming is atomic: of two processes that both saw the stale lock, one gets it. If the lock
         # was replaced by a live one between our read and the rename, it is linked back in place.
-        stolen = self.path.with_name(f"{LOCK_FILE}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        stolen = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.path, stolen)
         except FileNotFoundError:
@@ -178,14 +181,14 @@ class RunLock:
                     time.sleep(0.05)
                     continue
                 raise RunLockedError(
-                    f"run folder {self.run_dir} is in use by process {owner.get('pid')} on "
+                    f"{self.what} {self.run_dir} is in use by process {owner.get('pid')} on "
                     f"{owner.get('hostname')} (since {owner.get('created')}); wait for it to finish, or "
                     f"delete {self.path} if that process is gone"
                 ) from None
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(json.dumps(payload))
             return self
-        raise RunLockedError(f"could not lock run folder {self.run_dir}: {self.path} keeps changing")
+        raise RunLockedError(f"could not lock {self.what} {self.run_dir}: {self.path} keeps changing")
 
     def release(self) -> None:
         owner = self._owner()

@@ -119,9 +119,9 @@ def _replace_dir(staging: Path, target: Path) -> None:
         shutil.rmtree(backup)
 
 
-def _write_marker(staging: Path, run_id: str | None) -> None:
+def _write_marker(staging: Path, run_id: str | None, epoch: int | None) -> None:
     files = {path.name: path.stat().st_size for path in sorted(staging.iterdir()) if path.is_file()}
-    (staging / MARKER_FILE).write_text(json.dumps({"run_id": run_id, "files": files}))
+    (staging / MARKER_FILE).write_text(json.dumps({"run_id": run_id, "epoch": epoch, "files": files}))
 
 
 def is_complete(folder: Path) -> bool:
@@ -170,9 +170,11 @@ def save_checkpoint(
     progress: dict[str, Any] | None = None,
     plugins: dict[str, Any] | None = None,
     run_id: str | None = None,
+    epoch: int | None = None,
 ) -> None:
-    """Write a checkpoint folder atomically; ``run_id`` (see `report.run_dir.run_id_of`) is recorded in
-    its `checkpoint.json`, so `--resume` can refuse a checkpoint of another run."""
+    """Write a checkpoint folder atomically; ``run_id`` (see `report.run_dir.run_id_of`) and the
+    ``epoch`` whose weights it holds are recorded in its `checkpoint.json`, so `--resume` can refuse a
+    checkpoint of another run and `eval` can say which epoch it evaluated."""
     folder = Path(folder)
     recover_checkpoint(folder)  # a crash-left `.tmp` may be the only good copy: put it back before reuse
     staging = folder.with_name(folder.name + ".tmp")
@@ -196,7 +198,7 @@ def save_checkpoint(
             "progress": progress or {},
         }
         (staging / STATE_JSON).write_text(json.dumps(meta))
-    _write_marker(staging, run_id)  # last: from here on the staging folder is a complete checkpoint
+    _write_marker(staging, run_id, epoch)  # last: from here on the staging folder is a complete checkpoint
     _replace_dir(staging, folder)
 
 
@@ -206,6 +208,15 @@ def checkpoint_run_id(folder: Path) -> str | None:
     if not marker.is_file():
         return None
     return json.loads(marker.read_text()).get("run_id")
+
+
+def checkpoint_epoch(folder: Path) -> int | None:
+    """The epoch whose weights a checkpoint holds; None for checkpoints saved without one (or before
+    epochs were recorded)."""
+    marker = Path(folder) / MARKER_FILE
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text()).get("epoch")
 
 
 def check_checkpoint_owner(folder: Path, run_id: str | None) -> None:

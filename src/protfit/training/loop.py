@@ -87,7 +87,10 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
                     epoch_writes.enter_context(deferred_interrupts())
                     if improved:
                         save_checkpoint(
-                            checkpoints / "best", trainable_state_dict(parts.unwrapped_model), run_id=run_id
+                            checkpoints / "best",
+                            trainable_state_dict(parts.unwrapped_model),
+                            run_id=run_id,
+                            epoch=epoch,
                         )
             if accelerator.is_main_process:
                 save_checkpoint(
@@ -102,6 +105,7 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
                     },
                     plugins=parts.plugins.state_dict(),
                     run_id=run_id,
+                    epoch=epoch,
                 )
                 history.append(state.epoch_record)
                 print(format_epoch_line(state.epoch_record, cfg, improved))
