@@ -1,7 +1,6 @@
 """The command line: the smoke example end to end, and user errors as one clear line (exit 2)."""
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -78,8 +77,12 @@ def test_unwritable_output_dir_stops_train_before_any_work(tmp_path, capsys, mon
 
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(recipe, "train", lambda *args, **kwargs: pytest.fail("train() must not start"))
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode))
+    from protfit.report import run_dir
+
+    real_probe = run_dir.can_create_files_in
+    monkeypatch.setattr(
+        run_dir, "can_create_files_in", lambda path: Path(path) != tmp_path and real_probe(path)
+    )
     assert main(["train", "examples/smoke.yaml", f"output.dir={tmp_path / 'runs'}"]) == 2
     error = capsys.readouterr().err
     assert f"output.dir {tmp_path / 'runs'} is not writable" in error and "Traceback" not in error
@@ -126,6 +129,14 @@ def test_predict_checks_its_output_path_before_predicting(tmp_path, capsys, targ
     code = main(["predict", str(tmp_path / "no-run"), "seqs.fasta", "-o", str(output)])
     error = capsys.readouterr().err
     assert code == 2 and message.format(tmp=tmp_path) in error and "Traceback" not in error
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_predict_into_a_folder_that_takes_no_files_is_refused_before_loading(tmp_path, capsys):
+    # /proc passes a permission-bit check (and root passes it everywhere); creating a file there fails
+    code = main(["predict", str(tmp_path / "no-run"), "seqs.fasta", "-o", "/proc/x.csv"])
+    error = capsys.readouterr().err
+    assert code == 2 and "-o /proc/x.csv is not writable" in error and "Traceback" not in error
 
 
 def test_eval_output_onto_an_existing_file_is_one_clear_line(tmp_path, capsys):

@@ -119,6 +119,57 @@ def test_eval_on_the_test_split_matches_the_run_summary(trained_runs, tmp_path):
     assert metrics == summary["test_metrics"]
 
 
+def test_eval_says_which_checkpoint_and_epoch_it_used(trained_runs, tmp_path, capsys):
+    run_dir, _ = trained_runs["regression"]
+    best_epoch = json.loads((run_dir / "summary.json").read_text())["best_epoch"]
+    assert main(["eval", str(run_dir), "--split", "test", "-o", str(tmp_path / "ev")]) == 0
+    assert f"checkpoint: best (epoch {best_epoch})" in capsys.readouterr().out
+    written = json.loads((tmp_path / "ev" / "eval_metrics.json").read_text())
+    assert written["checkpoint"] == {"name": "best", "epoch": best_epoch}
+
+
+def test_eval_during_training_names_the_epoch_it_evaluated(trained_runs, tmp_path, capsys):
+    from protfit.plugins import Plugin
+
+    _, data = trained_runs["regression"]
+    out = tmp_path / "ev"
+
+    class EvalAfterEpochOne(Plugin):
+        name = "eval_during_training"
+
+        def on_epoch_end(self, state):
+            if state.epoch == 1:  # the training process holds the run's lock meanwhile
+                assert main(["eval", str(state.run_dir), "--split", "validation", "-o", str(out)]) == 0
+
+    raw = {
+        "data": {"path": str(data), "problem_type": "regression", "batch_size": 8},
+        "model": {"name": "tiny-esm2", "method": "full", "head": {"hidden_dims": [16]}},
+        "train": {"epochs": 2, "progress": False, "early_stopping": {"patience": None}},
+        "evaluation": {"bootstrap": {"resamples": 20}},
+        "output": {"dir": str(tmp_path), "name": "run"},
+    }
+    protfit.train(build_config(raw), plugins=[EvalAfterEpochOne()])
+    said = capsys.readouterr().out
+    assert "checkpoint: best (epoch 1; the run has not finished: a later epoch may replace it)" in said
+    assert json.loads((out / "eval_metrics.json").read_text())["checkpoint"] == {"name": "best", "epoch": 1}
+
+
+def test_a_second_eval_into_the_same_folder_is_refused(trained_runs, tmp_path, capsys):
+    import os
+    import socket
+
+    run_dir, _ = trained_runs["regression"]
+    out = tmp_path / "ev"
+    out.mkdir()
+    # a live process of this host (the one that started pytest) holds the eval folder
+    holder = {"pid": os.getppid(), "hostname": socket.gethostname(), "created": "now"}
+    (out / "eval.lock").write_text(json.dumps(holder))
+    assert main(["eval", str(run_dir), "--split", "test", "-o", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"eval folder {out} is in use by process {os.getppid()}" in error and "Traceback" not in error
+    assert not (out / "eval_metrics.json").exists()
+
+
 def test_ten_thousand_sequences_stream_through_one_model_load(trained_runs, tmp_path, monkeypatch):
     from protfit import inference
 

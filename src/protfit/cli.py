@@ -93,6 +93,10 @@ def _eval(args: argparse.Namespace) -> None:
     else:
         ensure_output_folder(Path(args.run_dir) / "eval", "eval folder")
     model = load(args.run_dir)
+    epoch = "epoch not recorded" if model.checkpoint_epoch is None else f"epoch {model.checkpoint_epoch}"
+    if not (Path(args.run_dir) / "summary.json").is_file():
+        epoch += "; the run has not finished: a later epoch may replace it"
+    print(f"checkpoint: {model.checkpoint} ({epoch})")
     if args.data is not None:
         frame, label = read_labelled(model, args.data), Path(args.data).stem
     else:

@@ -24,8 +24,8 @@ from protfit.models.embedding_cache import cached_loader_if_present
 from protfit.models.methods import apply_method
 from protfit.models.protein_model import ProteinModel, build_model, load_trainable_state_dict
 from protfit.report.confidence import metrics_with_intervals
-from protfit.report.run_dir import CONFIG_FILE, read_json, write_json
-from protfit.training.checkpoint import load_model_state, recover_checkpoint
+from protfit.report.run_dir import CONFIG_FILE, RunLock, read_json, write_json
+from protfit.training.checkpoint import checkpoint_epoch, load_model_state, recover_checkpoint
 from protfit.training.evaluation import (
     LabelScaling,
     evaluate,
@@ -44,6 +44,8 @@ class TrainedModel:
     num_labels: int
     label_names: list[str] | None
     run_dir: Path
+    checkpoint: str = "best"
+    checkpoint_epoch: int | None = None  # None: a checkpoint saved before epochs were recorded
 
     @property
     def problem_type(self) -> str:
@@ -130,11 +132,18 @@ class TrainedModel:
         return torch.cat(vectors)[order].numpy()
 
     def evaluate(self, frame: pd.DataFrame, out_dir: str | Path, progress: bool = False) -> dict[str, Any]:
-        """Metrics with bootstrap intervals on a labelled frame; writes CSV, JSON and a plot."""
-        from protfit.report.plots import plot_evaluation
+        """Metrics with bootstrap intervals on a labelled frame; writes CSV, JSON and a plot.
 
+        ``out_dir`` is locked while it is written (``eval.lock``): a second process evaluating into
+        the same folder is refused instead of mixing its files with this one's."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(out_dir, lock_file="eval.lock", what="eval folder"):
+            return self._evaluate_into(frame, out_dir, progress)
+
+    def _evaluate_into(self, frame: pd.DataFrame, out_dir: Path, progress: bool) -> dict[str, Any]:
+        from protfit.report.plots import plot_evaluation
+
         frame = self._validated(frame)
         outputs = self.outputs(frame, progress="evaluate" if progress else None)
         targets = targets_from_frame(frame, self.problem_type, self.num_labels)
@@ -151,7 +160,14 @@ class TrainedModel:
         pd.DataFrame([{"metric": name, **entry} for name, entry in metrics.items()]).to_csv(
             out_dir / "eval_metrics.csv", index=False
         )
-        write_json(out_dir / "eval_metrics.json", {"n": len(frame), "metrics": metrics})
+        write_json(
+            out_dir / "eval_metrics.json",
+            {
+                "n": len(frame),
+                "checkpoint": {"name": self.checkpoint, "epoch": self.checkpoint_epoch},
+                "metrics": metrics,
+            },
+        )
         write_predictions(
             out_dir / "eval_predictions.csv",
             frame,
@@ -186,7 +202,8 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
     meta = read_json(run_dir / "model_meta.json")
     model = build_model(config, meta["num_labels"])
     model = apply_method(model, config, total_steps=1)
-    load_trainable_state_dict(model, load_model_state(run_dir / "checkpoints" / checkpoint))
+    weights, epoch = _read_checkpoint(run_dir / "checkpoints" / checkpoint)
+    load_trainable_state_dict(model, weights)
     model.eval()
     return TrainedModel(
         config=config,
@@ -195,7 +212,21 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
         num_labels=meta["num_labels"],
         label_names=meta["label_names"],
         run_dir=run_dir,
+        checkpoint=checkpoint,
+        checkpoint_epoch=epoch,
     )
+
+
+def _read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], int | None]:
+    """A checkpoint's weights and the epoch they are from. A run that is still training may replace
+    the checkpoint while it is read, so it is read again until the epoch recorded before and after
+    reading the weights agree."""
+    for _ in range(10):
+        epoch = checkpoint_epoch(folder)
+        weights = load_model_state(folder)
+        if checkpoint_epoch(folder) == epoch:
+            return weights, epoch
+    raise RuntimeError(f"checkpoint {folder} kept being replaced while it was read; try again")
 
 
 def read_labelled(model: TrainedModel, path: str | Path) -> pd.DataFrame:

@@ -4,6 +4,7 @@ the overfitting scenario (severe without a regularizer, a smaller gap with one).
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -116,6 +117,28 @@ def test_verdict_rules():
     assert epoch_verdict(rising, "mcc", "max", cfg) == "severe"
     rising[1].update(val_loss=1.15)
     assert epoch_verdict(rising, "mcc", "max", cfg) == "mild"
+
+
+def test_an_undefined_or_zero_gap_is_never_severe():
+    cfg = DiagnosticsConfig()
+    # accuracy 1.0 on both splits: validation cannot improve on its ceiling, nothing is overfitted
+    ceiling = records((1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0))
+    assert epoch_verdict(ceiling, "mcc", "max", cfg) == "none"
+    # a constant validation label: the monitored metric, so the gap, is nan; the validation loss rises
+    # as the model learns the training labels' spread, which was reported as severe
+    constant = records((0.9, math.nan), (0.95, math.nan), (0.97, math.nan))
+    constant[1].update(val_loss=1.5, train_eval_loss=0.5)
+    constant[2].update(val_loss=1.6, train_eval_loss=0.4)
+    assert [epoch_verdict(constant[:n], "mcc", "max", cfg) for n in (1, 2, 3)] == ["n/a"] * 3
+    undefined = summary([math.nan] * 3, best=1)
+    for record in undefined["history"]:
+        record.update(overfitting="n/a", gap_metric=math.nan)
+    run_cfg = make_config("unused", "unused", problem="regression")
+    diagnosis = run_diagnosis(undefined, cfg, run_cfg)
+    assert diagnosis["verdict"] == "n/a" and diagnosis["advice"] == []
+    # one defined epoch after the best outranks n/a
+    undefined["history"][2]["overfitting"] = "mild"
+    assert run_diagnosis(undefined, cfg, run_cfg)["verdict"] == "mild"
 
 
 def summary(values, best, lr_last=0.0, stopped=False):

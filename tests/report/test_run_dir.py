@@ -13,6 +13,7 @@ from protfit.config import build_config
 from protfit.report import run_dir as run_dir_module
 from protfit.report.run_dir import (
     LOCK_FILE,
+    History,
     RunLock,
     RunLockedError,
     create_run_dir,
@@ -140,8 +141,10 @@ def test_lock_is_released_by_the_context_manager(tmp_path):
 
 def test_unwritable_output_dir_fails_before_anything_is_created(tmp_path, monkeypatch):
     target = tmp_path / "runs" / "deeper"
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode))
+    real_probe = run_dir_module.can_create_files_in
+    monkeypatch.setattr(
+        run_dir_module, "can_create_files_in", lambda path: Path(path) != tmp_path and real_probe(path)
+    )
     with pytest.raises(PermissionError, match=f"output.dir {target} is not writable"):
         create_run_dir(make_config(target, name="x"))
     assert list(tmp_path.iterdir()) == []
@@ -158,3 +161,22 @@ def test_read_only_output_dir_is_reported(tmp_path):
             ensure_writable(tmp_path / "runs")
     finally:
         tmp_path.chmod(0o755)
+
+
+def test_a_kill_while_history_is_written_keeps_the_previous_history(tmp_path, monkeypatch):
+    # history.csv was written in place: a kill mid-write left it at 0 bytes
+    import pandas as pd
+
+    history = History(tmp_path)
+    history.append({"epoch": 1, "train_loss": 0.5})
+
+    def killed_mid_write(self, path, **options):
+        Path(path).write_text("epo")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        history.append({"epoch": 2, "train_loss": 0.4})
+    monkeypatch.undo()
+    assert pd.read_csv(tmp_path / "history.csv").to_dict("records") == [{"epoch": 1, "train_loss": 0.5}]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["history.csv", "history.jsonl"]

@@ -167,6 +167,40 @@ def test_resume_continues_exactly_where_the_interrupted_run_stopped(datasets, tm
     assert resumed.summary["test_metrics"] == uninterrupted.summary["test_metrics"]
 
 
+def test_a_signal_while_an_epoch_is_saved_keeps_history_and_checkpoint_in_step(
+    datasets, tmp_path, monkeypatch
+):
+    # The web UI's Abort (SIGTERM) landing between an epoch's history line and its checkpoint left a
+    # line for an unsaved epoch; --resume re-trained it and rewrote the line (a flaky browser test).
+    import os
+    import signal
+
+    from protfit.training import loop
+    from protfit.training.train import RunInterrupted
+
+    args = ("regression", "train.epochs=3", "train.early_stopping.patience=null")
+    uninterrupted = train(make_config(datasets["regression"], tmp_path / "a", *args))
+    save_checkpoint = loop.save_checkpoint
+
+    def signal_while_saving(folder, *positional, **keywords):
+        if folder.name == "last" and keywords["progress"]["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        save_checkpoint(folder, *positional, **keywords)
+
+    monkeypatch.setattr(loop, "save_checkpoint", signal_while_saving)
+    with pytest.raises(RunInterrupted):
+        train(make_config(datasets["regression"], tmp_path / "b", *args))
+    monkeypatch.undo()
+    run_dir = tmp_path / "b" / "run"
+    saved = json.loads((run_dir / "checkpoints" / "last" / "training_state.json").read_text())
+    history = (run_dir / "history.jsonl").read_text().splitlines()
+    assert saved["progress"]["epoch"] == len(history) == 2  # the epoch was saved whole before stopping
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
+    resumed = train(None, resume_from=run_dir)
+    assert (run_dir / "history.jsonl").read_text().splitlines()[:2] == history
+    assert strip_times(resumed.summary["history"]) == strip_times(uninterrupted.summary["history"])
+
+
 def test_early_stopping_on_loss_restores_the_lowest_loss_epoch(datasets, tmp_path):
     result = train(
         make_config(
@@ -260,6 +294,90 @@ def test_a_failed_first_epoch_is_resumable_too(datasets, tmp_path):
     with pytest.raises(FloatingPointError):
         train(cfg, plugins=[FailInEpoch(FloatingPointError("diverged"))])
     assert train(None, resume_from=tmp_path / "run").summary["epochs_run"] == 1
+
+
+def disk_full_after(monkeypatch, writes):
+    """Checkpoint files fit until ``writes`` of them were written into `last`; then the disk is full."""
+    import errno
+
+    from protfit.training import checkpoint
+
+    save_file, written = checkpoint.save_file, []
+
+    def save_or_fail(tensors, path):
+        if path.parent.name == "last.tmp":
+            if len(written) >= writes:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            written.append(path)
+        save_file(tensors, path)
+
+    monkeypatch.setattr(checkpoint, "save_file", save_or_fail)
+
+
+def write_run_yaml(data_dir, out_dir, epochs):
+    import yaml
+
+    config = {
+        "data": {"path": str(data_dir), "problem_type": "regression", "batch_size": 16},
+        "model": {"name": "tiny-esm2", "method": "full", "head": {"hidden_dims": [32]}},
+        "train": {
+            "epochs": epochs,
+            "learning_rate": 3e-3,
+            "progress": False,
+            "early_stopping": {"patience": None},
+        },
+        "evaluation": {"bootstrap": {"resamples": 50}},
+        "output": {"dir": str(out_dir), "name": "run"},
+    }
+    path = out_dir / "run.yaml"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes(
+    datasets, tmp_path, monkeypatch, capsys
+):
+    from protfit.cli import main
+    from protfit.training.checkpoint import checkpoint_epoch, is_complete
+
+    uninterrupted = train(str(write_run_yaml(datasets["regression"], tmp_path / "a", 3)))
+    disk_full_after(monkeypatch, writes=2)  # epoch 1's `last` (weights + training state) fits, epoch 2's not
+    config = write_run_yaml(datasets["regression"], tmp_path / "b", 3)
+    capsys.readouterr()
+    assert main(["train", str(config)]) == 2
+    error = capsys.readouterr().err
+    last = tmp_path / "b" / "run" / "checkpoints" / "last"
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert (
+        f"no space left on the device to write checkpoint {last} (about " in error and " MB needed)" in error
+    )
+    assert is_complete(last) and checkpoint_epoch(last) == 1  # the previous checkpoint is kept whole
+    assert not last.with_name("last.tmp").exists()
+    assert len((last.parent.parent / "history.jsonl").read_text().splitlines()) == 1
+    monkeypatch.undo()  # space freed
+    assert main(["train", "--resume", str(last.parent.parent)]) == 0
+    resumed = [json.loads(line) for line in (last.parent.parent / "history.jsonl").read_text().splitlines()]
+    assert strip_times(resumed) == strip_times(uninterrupted.summary["history"])
+
+
+def test_resume_ignores_a_half_written_last_checkpoint(datasets, tmp_path, monkeypatch, capsys):
+    # the disk filled while epoch 1's `last` was written: `best` exists, `last` does not, and a cut-off
+    # `last.tmp` may be left (a kill); --resume found "no checkpoint at .../last/model.safetensors"
+    from protfit.cli import main
+
+    disk_full_after(monkeypatch, writes=0)
+    config = write_run_yaml(datasets["regression"], tmp_path, 2)
+    assert main(["train", str(config)]) == 2
+    monkeypatch.undo()
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "best").is_dir() and not (checkpoints / "last").exists()
+    (checkpoints / "last.tmp").mkdir(exist_ok=True)
+    (checkpoints / "last.tmp" / "model.safetensors").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0
+    assert "no completed epoch: starting it again from scratch" in capsys.readouterr().out
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 2
 
 
 def test_resume_overrides_are_recorded_and_the_schedule_continues(datasets, tmp_path):

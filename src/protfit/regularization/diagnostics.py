@@ -7,7 +7,8 @@ embedding cache, so it is cheap there). To bound the cost on large training spli
 ``max(train_rows, validation rows)`` rows are evaluated: a fixed random subset (seed
 ``train.seed``), the same rows every epoch. The epoch record gets ``train_eval_loss``,
 ``train_<metric>`` for every metric, ``gap_loss`` (val - train loss), ``gap_metric`` (monitored
-metric, positive when the training split scores better) and ``overfitting`` (none/mild/severe);
+metric, positive when the training split scores better) and ``overfitting`` (none/mild/severe, or
+n/a when the monitored metric is undefined);
 the summary gets a ``diagnostics`` entry. The rules are in :func:`epoch_verdict` and
 :func:`run_diagnosis` (and docs/regularization.md).
 """
@@ -25,7 +26,8 @@ from protfit.plugins import Plugin, TrainingState
 from protfit.registry import PLUGINS
 from protfit.regularization.config import DiagnosticsConfig
 
-SEVERITY = {"none": 0, "mild": 1, "severe": 2}
+# n/a (no verdict: see epoch_verdict) ranks below every verdict, so a run's worst epoch is a real one
+SEVERITY = {"n/a": -1, "none": 0, "mild": 1, "severe": 2}
 
 
 class _Rows(Dataset):
@@ -74,16 +76,21 @@ def signed_gap(train: float, val: float, mode: str) -> float:
 
 
 def epoch_verdict(records: list[dict[str, Any]], monitor: str, mode: str, cfg: DiagnosticsConfig) -> str:
-    """none / mild / severe for the last record, given the records so far.
+    """none / mild / severe (or n/a) for the last record, given the records so far.
 
     severe: gap >= severe_gap; or the training metric is saturated (>= saturation, metrics to
-      maximise) while validation has not improved for stall_epochs; or validation loss is
-      3 x loss_rise above its minimum while the training loss kept falling.
+      maximise) while validation has not improved for stall_epochs and trails it by mild_gap or more;
+      or validation loss is 3 x loss_rise above its minimum while the training loss kept falling.
     mild: gap >= mild_gap; or validation loss is loss_rise above its minimum while training loss fell.
+    n/a: the gap is undefined (nan: a constant validation label, or constant predictions).
     The gap of a metric to minimise (mse, mae, loss) is taken relative to the validation value.
     """
     record = records[-1]
     gap = record["gap_metric"]
+    if math.isnan(gap):
+        # Such a validation split cannot tell generalisation from memorising: its loss on a constant
+        # label rises as the model learns the training labels' spread ("severe" on every such run).
+        return "n/a"
     val_key = "val_loss" if monitor == "loss" else f"val_{monitor}"
     if mode == "min" and val_key in record and record[val_key]:
         gap = gap / abs(record[val_key])
@@ -99,7 +106,10 @@ def epoch_verdict(records: list[dict[str, Any]], monitor: str, mode: str, cfg: D
     low = int(np.nanargmin(losses)) if not all(math.isnan(v) for v in losses) else len(records) - 1
     rise = (record["val_loss"] - losses[low]) / max(abs(losses[low]), 1e-12)
     train_fell = record["train_eval_loss"] < records[low]["train_eval_loss"]
-    if gap >= cfg.severe_gap or (saturated and stalled) or (train_fell and rise >= 3 * cfg.loss_rise):
+    # Validation at the same ceiling (accuracy 1.0 on both, gap 0) cannot improve: that stall is no
+    # overfitting, so a saturated training metric counts only with a gap.
+    memorised = saturated and stalled and gap >= cfg.mild_gap
+    if gap >= cfg.severe_gap or memorised or (train_fell and rise >= 3 * cfg.loss_rise):
         return "severe"
     if gap >= cfg.mild_gap or (train_fell and rise >= cfg.loss_rise):
         return "mild"

@@ -31,8 +31,10 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,8 +48,21 @@ LOCK_FILE = "run.lock"
 _MAX_NAME_SUFFIX = 100
 
 
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write`` on a temporary file of this process beside ``path``, then rename it onto
+    ``path``: a kill mid-write leaves the previous file whole (a plain write left a 0-byte
+    history.csv), and processes writing the same file (sweep workers) never interleave."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, payload: Any) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a truncated JSON."""
+    """Write atomically (`atomic_write`), so a crash never leaves a truncated JSON."""
 
     def clean(value: Any) -> Any:
         if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
@@ -58,9 +73,8 @@ def write_json(path: Path, payload: Any) -> None:
             return [clean(item) for item in value]
         return value
 
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(clean(payload), indent=2))
-    os.replace(temporary, path)
+    text = json.dumps(clean(payload), indent=2)
+    atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
 def read_json(path: Path) -> Any:
@@ -97,11 +111,14 @@ class RunLock:
     The lock is per process: the process that holds it may acquire it again (``create_run_dir``
     takes it, and the recipe may wrap the run in ``with RunLock(run_dir):`` to release it at the end).
     A lock from another host is always respected: its process cannot be checked from here.
+    Other folders take the same kind of lock under another file name (``eval.lock`` for an eval
+    output folder, which is written while the run's own lock may be held by its training).
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, lock_file: str = LOCK_FILE, what: str = "run folder") -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_FILE
+        self.path = self.run_dir / lock_file
+        self.what = what
 
     def _owner(self) -> dict[str, Any] | None:
         try:
@@ -126,7 +143,7 @@ class RunLock:
     def _take_over_stale(self, owner: dict[str, Any] | None) -> None:
         # Renaming is atomic: of two processes that both saw the stale lock, one gets it. If the lock
         # was replaced by a live one between our read and the rename, it is linked back in place.
-        stolen = self.path.with_name(f"{LOCK_FILE}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        stolen = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.path, stolen)
         except FileNotFoundError:
@@ -162,14 +179,14 @@ class RunLock:
                     time.sleep(0.05)
                     continue
                 raise RunLockedError(
-                    f"run folder {self.run_dir} is in use by process {owner.get('pid')} on "
+                    f"{self.what} {self.run_dir} is in use by process {owner.get('pid')} on "
                     f"{owner.get('hostname')} (since {owner.get('created')}); wait for it to finish, or "
                     f"delete {self.path} if that process is gone"
                 ) from None
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(json.dumps(payload))
             return self
-        raise RunLockedError(f"could not lock run folder {self.run_dir}: {self.path} keeps changing")
+        raise RunLockedError(f"could not lock {self.what} {self.run_dir}: {self.path} keeps changing")
 
     def release(self) -> None:
         owner = self._owner()
@@ -192,6 +209,21 @@ def _release_held_locks() -> None:
         lock.release()
 
 
+def can_create_files_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder``, by creating (and removing) one.
+
+    ``os.access`` reads permission bits only: it says yes to root everywhere, and for /proc or a
+    read-only mount, where creating a file fails (`predict -o /proc/x.csv` failed after predicting).
+    """
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".protfit-write-test-")
+    except OSError:
+        return False
+    os.close(descriptor)
+    os.unlink(probe)
+    return True
+
+
 def ensure_writable(folder: str | Path, what: str = "output folder") -> Path:
     """Fail before any work when ``folder`` (or, if it does not exist yet, the nearest existing
     folder above it, where it would be created) cannot be written."""
@@ -201,7 +233,7 @@ def ensure_writable(folder: str | Path, what: str = "output folder") -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise NotADirectoryError(f"{what} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not can_create_files_in(existing):
         where = "" if existing == path else f" (it would be created in {existing})"
         raise PermissionError(f"{what} {path} is not writable{where}; choose a folder you can write to")
     return path
@@ -217,7 +249,7 @@ def ensure_output_file(path: str | Path, what: str = "output file") -> Path:
         )
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{what} {path}: folder {path.parent} does not exist; create it first")
-    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if not can_create_files_in(path.parent) or (path.exists() and not os.access(path, os.W_OK)):
         raise PermissionError(f"{what} {path} is not writable; choose a file in a folder you can write to")
     return path
 
@@ -325,7 +357,7 @@ def create_run_dir(cfg: RunConfig) -> Path:
 
 
 class History:
-    """Per-epoch records, rewritten in full after every epoch (CSV and JSON lines)."""
+    """Per-epoch records, rewritten in full (and atomically) after every epoch (CSV and JSON lines)."""
 
     def __init__(self, run_dir: Path, records: list[dict[str, Any]] | None = None) -> None:
         self.run_dir = run_dir
@@ -340,15 +372,14 @@ class History:
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         self.records = [row for row in self.records if row["epoch"] <= record["epoch"]]
-        jsonl = self.run_dir / "history.jsonl"
-        temporary = jsonl.with_name("history.jsonl.tmp")
-        temporary.write_text("".join(json.dumps(row) + "\n" for row in self.records))
-        os.replace(temporary, jsonl)
+        lines = "".join(json.dumps(row) + "\n" for row in self.records)
+        atomic_write(self.run_dir / "history.jsonl", lambda temporary: temporary.write_text(lines))
         # Imported here: `protfit train` checks the output folder through this module before any
         # heavy import, so that a config error answers at once.
         import pandas as pd
 
-        pd.DataFrame(self.records).to_csv(self.run_dir / "history.csv", index=False)
+        table = pd.DataFrame(self.records)
+        atomic_write(self.run_dir / "history.csv", lambda temporary: table.to_csv(temporary, index=False))
 
     def truncate(self, last_epoch: int) -> None:
         self.records = [row for row in self.records if row["epoch"] <= last_epoch]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,16 @@ from protfit.report.confidence import format_with_interval
 from protfit.report.run_dir import write_json
 
 
+def format_gap(gap: float | None) -> str:
+    """A train - val gap, ``n/a`` when undefined (the monitored metric is nan on validation)."""
+    return "n/a" if gap is None or math.isnan(gap) else f"{gap:+.4f}"
+
+
 def format_epoch_line(record: dict[str, Any], cfg: RunConfig, improved: bool) -> str:
     metrics = "  ".join(f"val_{name} {record[f'val_{name}']:.4f}" for name in cfg.metric_names)
     marker = "  *best*" if improved else ""
     gap = (
-        f"  gap {record['gap_metric']:+.4f} overfitting {record['overfitting']}"
+        f"  gap {format_gap(record['gap_metric'])} overfitting {record['overfitting']}"
         if "overfitting" in record
         else ""
     )
@@ -100,7 +106,7 @@ def report(
     if diagnosis.get("verdict") is not None:
         late = "; undertrained (validation still improving at the end)" if diagnosis["undertrained"] else ""
         print(
-            f"overfitting: {diagnosis['verdict']} (train - val {diagnosis['gap_metric']:+.4f} at the best epoch){late}"
+            f"overfitting: {diagnosis['verdict']} (train - val {format_gap(diagnosis['gap_metric'])} at the best epoch){late}"
         )
         for tip in diagnosis["advice"]:
             print(f"  try: {tip}")

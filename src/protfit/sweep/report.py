@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -18,18 +17,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from protfit.report.run_dir import atomic_write
 from protfit.sweep.storage import counts, finished
 
 if TYPE_CHECKING:
     from protfit.sweep.study import Sweep
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file of this process and rename: workers of one sweep write the same
-    report files, and a reader never sees half a file."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    write(temporary)
-    os.replace(temporary, path)
 
 
 def format_value(value: float | None) -> str:

@@ -37,8 +37,9 @@ import yaml
 from optuna.trial import TrialState
 
 from protfit.config import ConfigError, RunConfig
+from protfit.report.run_dir import atomic_write
 from protfit.sweep.config import SweepConfig, base_run_raw, build_sweep_config, trial_run_config
-from protfit.sweep.report import atomic_write, report_trial, write_report
+from protfit.sweep.report import report_trial, write_report
 from protfit.sweep.space import Param, check_enqueued, check_space, grid_size, resolve_space, suggest_params
 from protfit.sweep.storage import (
     claim_slot,

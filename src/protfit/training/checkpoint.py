@@ -13,6 +13,7 @@ the two renames is repaired on the next load (:func:`recover_checkpoint`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 MODEL_FILE = "model.safetensors"
@@ -32,6 +34,10 @@ MARKER_FILE = "checkpoint.json"
 
 class CheckpointOwnerError(RuntimeError):
     """A checkpoint that was written by another run than the one resuming from it."""
+
+
+class CheckpointSpaceError(OSError):
+    """A checkpoint that did not fit on its device; the previous checkpoint in its place is kept."""
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -119,9 +125,9 @@ def _replace_dir(staging: Path, target: Path) -> None:
         shutil.rmtree(backup)
 
 
-def _write_marker(staging: Path, run_id: str | None) -> None:
+def _write_marker(staging: Path, run_id: str | None, epoch: int | None) -> None:
     files = {path.name: path.stat().st_size for path in sorted(staging.iterdir()) if path.is_file()}
-    (staging / MARKER_FILE).write_text(json.dumps({"run_id": run_id, "files": files}))
+    (staging / MARKER_FILE).write_text(json.dumps({"run_id": run_id, "epoch": epoch, "files": files}))
 
 
 def is_complete(folder: Path) -> bool:
@@ -170,24 +176,21 @@ def save_checkpoint(
     progress: dict[str, Any] | None = None,
     plugins: dict[str, Any] | None = None,
     run_id: str | None = None,
+    epoch: int | None = None,
 ) -> None:
-    """Write a checkpoint folder atomically; ``run_id`` (see `report.run_dir.run_id_of`) is recorded in
-    its `checkpoint.json`, so `--resume` can refuse a checkpoint of another run."""
+    """Write a checkpoint folder atomically; ``run_id`` (see `report.run_dir.run_id_of`) and the
+    ``epoch`` whose weights it holds are recorded in its `checkpoint.json`, so `--resume` can refuse a
+    checkpoint of another run and `eval` can say which epoch it evaluated."""
     folder = Path(folder)
     recover_checkpoint(folder)  # a crash-left `.tmp` may be the only good copy: put it back before reuse
-    staging = folder.with_name(folder.name + ".tmp")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    save_file(
-        {key: value.detach().cpu().contiguous() for key, value in model_state.items()}, staging / MODEL_FILE
-    )
+    tensors = {MODEL_FILE: {key: value.detach().cpu().contiguous() for key, value in model_state.items()}}
+    meta: dict[str, Any] | None = None
     if optimizer is not None:
         optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer.state_dict())
         rng_tensors, rng_meta = _rng_state()
         plugin_tensors: dict[str, torch.Tensor] = {}
         plugin_meta = _split_state(plugins or {}, "plugin", plugin_tensors)
-        save_file({**optimizer_tensors, **rng_tensors, **plugin_tensors}, staging / STATE_TENSORS)
+        tensors[STATE_TENSORS] = {**optimizer_tensors, **rng_tensors, **plugin_tensors}
         meta = {
             "plugins": plugin_meta,
             "optimizer": optimizer_meta,
@@ -195,9 +198,38 @@ def save_checkpoint(
             "rng": rng_meta,
             "progress": progress or {},
         }
-        (staging / STATE_JSON).write_text(json.dumps(meta))
-    _write_marker(staging, run_id)  # last: from here on the staging folder is a complete checkpoint
+    staging = folder.with_name(folder.name + ".tmp")
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        staging.mkdir(parents=True)
+        for name, contents in tensors.items():
+            save_file(contents, staging / name)
+        if meta is not None:
+            (staging / STATE_JSON).write_text(json.dumps(meta))
+        _write_marker(
+            staging, run_id, epoch
+        )  # last: from here on the staging folder is a complete checkpoint
+    except (OSError, SafetensorError) as error:
+        shutil.rmtree(staging, ignore_errors=True)  # frees the space a half-written copy holds
+        if not _out_of_space(error):
+            raise
+        size = sum(
+            tensor.numel() * tensor.element_size() for part in tensors.values() for tensor in part.values()
+        )
+        raise CheckpointSpaceError(
+            f"no space left on the device to write checkpoint {folder} (about {size / 1e6:.1f} MB needed); "
+            "the checkpoint already there (if any) is kept: free space, then continue with `protfit train --resume RUN_DIR`"
+        ) from error
     _replace_dir(staging, folder)
+
+
+def _out_of_space(error: BaseException) -> bool:
+    """A full disk or an exhausted quota; safetensors reports it as a SafetensorError naming the os error."""
+    codes = (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, OSError):
+        return error.errno in codes
+    return any(f"(os error {code})" in str(error) for code in codes)
 
 
 def checkpoint_run_id(folder: Path) -> str | None:
@@ -206,6 +238,15 @@ def checkpoint_run_id(folder: Path) -> str | None:
     if not marker.is_file():
         return None
     return json.loads(marker.read_text()).get("run_id")
+
+
+def checkpoint_epoch(folder: Path) -> int | None:
+    """The epoch whose weights a checkpoint holds; None for checkpoints saved without one (or before
+    epochs were recorded)."""
+    marker = Path(folder) / MARKER_FILE
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text()).get("epoch")
 
 
 def check_checkpoint_owner(folder: Path, run_id: str | None) -> None:

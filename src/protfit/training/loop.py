@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -75,69 +77,41 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
         started = time.perf_counter()
         parts.plugins.call("on_epoch_start", state)
         train_loss, padding = train_one_epoch(parts, state)
-        with parts.plugins.evaluation_weights(state):
-            validation = evaluate(
-                parts.model,
-                parts.loaders["validation"],
-                parts.criterion,
-                parts.scaling,
-                accelerator,
-                cfg.data.problem_type,
-                progress=f"epoch {epoch}/{cfg.train.epochs} validation" if cfg.train.progress else None,
-            )
-            val_metrics = compute_metrics(
-                cfg.metric_names,
-                cfg.data.problem_type,
-                validation.outputs,
-                val_targets,
-                parts.splits.num_labels,
-                cfg.evaluation.multi_label_threshold,
-            )
-            monitored = monitored_value(stopper, validation.loss, val_metrics, epoch)
-            improved = stopper.update(monitored, validation.loss, epoch)
-            collapse = collapse_reason(
-                validation.outputs,
-                val_targets,
-                cfg.data.problem_type,
-                cfg.monitor,
-                "validation",
-                cfg.evaluation.multi_label_threshold,
-            )
-            state.epoch_record = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": validation.loss,
-                **{f"val_{name}": value for name, value in val_metrics.items()},
-                "lr": parts.scheduler.get_last_lr()[0],
-                "padding_fraction": padding,
-                "epoch_time_s": round(time.perf_counter() - started, 3),
-                "best": improved,
-                **({"collapsed": collapse} if collapse else {}),
-            }
-            parts.plugins.call("on_validation_end", state)
-            if improved and accelerator.is_main_process:
+        # `last` is the commit point of an epoch: the history line follows it, and Ctrl-C or SIGTERM
+        # waits until the epoch's writes are done. A history line without its checkpoint made --resume
+        # re-train that epoch and rewrite its line.
+        with ExitStack() as epoch_writes:
+            with parts.plugins.evaluation_weights(state):
+                improved = validate_epoch(parts, state, stopper, val_targets, train_loss, padding, started)
+                if accelerator.is_main_process:
+                    epoch_writes.enter_context(deferred_interrupts())
+                    if improved:
+                        save_checkpoint(
+                            checkpoints / "best",
+                            trainable_state_dict(parts.unwrapped_model),
+                            run_id=run_id,
+                            epoch=epoch,
+                        )
+            if accelerator.is_main_process:
                 save_checkpoint(
-                    checkpoints / "best", trainable_state_dict(parts.unwrapped_model), run_id=run_id
+                    checkpoints / "last",
+                    trainable_state_dict(parts.unwrapped_model),
+                    optimizer=parts.optimizer,
+                    scheduler=parts.scheduler,
+                    progress={
+                        "epoch": epoch,
+                        "global_step": state.global_step,
+                        "early_stopping": stopper.state_dict(),
+                    },
+                    plugins=parts.plugins.state_dict(),
+                    run_id=run_id,
+                    epoch=epoch,
                 )
-        if accelerator.is_main_process:
-            history.append(state.epoch_record)
-            save_checkpoint(
-                checkpoints / "last",
-                trainable_state_dict(parts.unwrapped_model),
-                optimizer=parts.optimizer,
-                scheduler=parts.scheduler,
-                progress={
-                    "epoch": epoch,
-                    "global_step": state.global_step,
-                    "early_stopping": stopper.state_dict(),
-                },
-                plugins=parts.plugins.state_dict(),
-                run_id=run_id,
-            )
-            if time.perf_counter() - plotted_at >= PLOT_INTERVAL_S:
-                plot_history(history.records, cfg.metric_names, run_dir)
-                plotted_at, plotted_epochs = time.perf_counter(), len(history.records)
-            print(format_epoch_line(state.epoch_record, cfg, improved))
+                history.append(state.epoch_record)
+                print(format_epoch_line(state.epoch_record, cfg, improved))
+        if accelerator.is_main_process and time.perf_counter() - plotted_at >= PLOT_INTERVAL_S:
+            plot_history(history.records, cfg.metric_names, run_dir)
+            plotted_at, plotted_epochs = time.perf_counter(), len(history.records)
         accelerator.wait_for_everyone()
         parts.plugins.call("on_epoch_end", state)
     if accelerator.is_main_process and len(history.records) != plotted_epochs:
@@ -155,6 +129,89 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
         "stopped_early": stopper.should_stop and len(history.records) < cfg.train.epochs,
         "history": history.records,
     }
+
+
+def validate_epoch(
+    parts: RunParts,
+    state: TrainingState,
+    stopper: EarlyStopping,
+    val_targets: Any,
+    train_loss: float,
+    padding: float,
+    started: float,
+) -> bool:
+    """Validate (under the evaluation weights), update early stopping and fill ``state.epoch_record``;
+    returns whether the epoch is the best so far."""
+    cfg, epoch = parts.cfg, state.epoch
+    validation = evaluate(
+        parts.model,
+        parts.loaders["validation"],
+        parts.criterion,
+        parts.scaling,
+        parts.accelerator,
+        cfg.data.problem_type,
+        progress=f"epoch {epoch}/{cfg.train.epochs} validation" if cfg.train.progress else None,
+    )
+    val_metrics = compute_metrics(
+        cfg.metric_names,
+        cfg.data.problem_type,
+        validation.outputs,
+        val_targets,
+        parts.splits.num_labels,
+        cfg.evaluation.multi_label_threshold,
+    )
+    monitored = monitored_value(stopper, validation.loss, val_metrics, epoch)
+    improved = stopper.update(monitored, validation.loss, epoch)
+    collapse = collapse_reason(
+        validation.outputs,
+        val_targets,
+        cfg.data.problem_type,
+        cfg.monitor,
+        "validation",
+        cfg.evaluation.multi_label_threshold,
+    )
+    state.epoch_record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": validation.loss,
+        **{f"val_{name}": value for name, value in val_metrics.items()},
+        "lr": parts.scheduler.get_last_lr()[0],
+        "padding_fraction": padding,
+        "epoch_time_s": round(time.perf_counter() - started, 3),
+        "best": improved,
+        **({"collapsed": collapse} if collapse else {}),
+    }
+    parts.plugins.call("on_validation_end", state)
+    return improved
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done, then act on them as if they came now.
+
+    Only the main thread receives signals; elsewhere this does nothing. An exception inside the block
+    wins over a held signal.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    previous = {
+        number: signal.signal(number, lambda *received: held.append(received))
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if held:
+        number, frame = held[0]
+        handler = previous[number]
+        if callable(handler):  # Python's KeyboardInterrupt, or the run's SIGTERM-as-interrupt
+            handler(number, frame)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(number)
 
 
 def trainable_weights(parts: RunParts) -> dict[str, torch.Tensor]:

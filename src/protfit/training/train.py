@@ -42,7 +42,7 @@ from protfit.report.run_dir import (
 )
 from protfit.report.summary import report
 from protfit.report.trackers import check_trackers, close_trackers
-from protfit.training.checkpoint import load_model_state
+from protfit.training.checkpoint import load_model_state, recover_checkpoint
 from protfit.training.collapse import collapse_reason
 from protfit.training.evaluation import evaluate, write_predictions
 from protfit.training.loop import fit
@@ -110,10 +110,9 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
     cfg = parts.cfg
     if resume:
         # No completed epoch (interrupted or failed in epoch 1): nothing to continue, so the run
-        # starts again from scratch in its folder, under its own config.
-        resume = (run_dir / "checkpoints" / "last").exists() or (
-            run_dir / "checkpoints" / "last.tmp"
-        ).exists()
+        # starts again from scratch in its folder, under its own config. A `last.tmp` counts only when
+        # complete (a kill between the renames); one cut off mid-write (a full disk) is not a checkpoint.
+        resume = recover_checkpoint(run_dir / "checkpoints" / "last")
         if not resume:
             print(f"{run_dir} has no completed epoch: starting it again from scratch")
             _clear_outputs(run_dir)
