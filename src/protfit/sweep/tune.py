@@ -239,7 +239,8 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
         "note": found.get("note"),
         "low": space.params["train.learning_rate"]["low"],
         "high": space.params["train.learning_rate"]["high"],
-        "best_trial": (trials[0].config["train"]["learning_rate"] if trials else None),
+        # the rate of the trial with the best single-seed validation value (the calibration's reference)
+        "best_trial": best_trial_lr(comparison),
         "recommended": chosen.raw["train"]["learning_rate"] if chosen.name != START else start_lr,
     }
     summary["search"] = {"space": space.params, "why": space.why}
@@ -255,6 +256,15 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     print(text)
     print(f"recommended config: {folder / 'recommended.yaml'}  (protfit train {folder / 'recommended.yaml'})")
     return TuneResult(folder=folder, recommended=recommended, summary=summary)
+
+
+def best_trial_lr(comparison: Any) -> float | None:
+    """The learning rate of the sweep trial with the best validation value (collapsed ones excluded)."""
+    sign = 1.0 if comparison.mode == "max" else -1.0
+    scored = [r for r in comparison.rows if r.best_val is not None and r.verdict != "collapsed"]
+    if not scored:
+        return None
+    return float(max(scored, key=lambda row: sign * row.best_val).config["train"]["learning_rate"])
 
 
 def stage_time(folder: Path, candidates: list[Candidate]) -> float:
