@@ -120,7 +120,7 @@ def test_overfitting_adds_smaller_heads_and_a_frozen_backbone_searches_the_poole
     poolers = search_space(frozen, 1e-3, RANGE_TEST, Diagnosis("none", equal_lengths=False)).params[
         "model.pooler"
     ]
-    assert poolers["choices"] == ["mean", "attention1d", "light_attention"]
+    assert poolers["choices"] == ["mean", "attention1d"]
     equal = search_space(frozen, 1e-3, RANGE_TEST, Diagnosis("none", equal_lengths=True)).params[
         "model.pooler"
     ]
