@@ -113,6 +113,14 @@ def test_the_undertrained_diagnosis_widens_epochs_patience_and_schedule(tmp_path
     assert space.start["train.epochs"] == 30  # trial 0 is the start
 
 
+def test_a_best_epoch_in_the_last_tenth_of_a_full_run_counts_as_undertrained():
+    from protfit.sweep.tune import late_best
+
+    assert late_best({"best_epoch": 29, "epochs_run": 30, "stopped_early": False})
+    assert not late_best({"best_epoch": 27, "epochs_run": 30, "stopped_early": False})
+    assert not late_best({"best_epoch": 22, "epochs_run": 27, "stopped_early": True})
+
+
 def test_overfitting_adds_smaller_heads_and_a_frozen_backbone_searches_the_pooler(tmp_path):
     space = search_space(base(tmp_path), 1e-3, RANGE_TEST, Diagnosis("severe"))
     assert space.params["model.head.hidden_dims"]["choices"] == [[128], [64], []]

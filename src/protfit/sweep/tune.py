@@ -130,10 +130,16 @@ def diagnose(base: RunConfig, folder: Path, summary: dict[str, Any]) -> Diagnosi
     lengths = {len(s) for split in (splits.train, splits.validation) for s in split.frame["aa_seq"]}
     return Diagnosis(
         verdict=compare_runs([folder]).rows[0].verdict,
-        undertrained=bool((summary.get("diagnostics") or {}).get("undertrained")),
+        undertrained=bool((summary.get("diagnostics") or {}).get("undertrained")) or late_best(summary),
         train_rows=len(splits.train.frame),
         equal_lengths=len(lengths) == 1,
     )
+
+
+def late_best(summary: dict[str, Any]) -> bool:
+    """The run used all its epochs and its best epoch is in their last tenth (tune_space.py)."""
+    best, run = summary.get("best_epoch"), summary.get("epochs_run") or 0
+    return best is not None and not summary.get("stopped_early") and best > run - max(1, run // 10)
 
 
 def range_test_result(raw: dict[str, Any], folder: Path, settings: Any) -> dict[str, Any]:

@@ -15,8 +15,10 @@ The rules (also in docs/tuning.md), from the starting config, the range test and
   classification) on or off, and smaller heads (half the first width, and no hidden layer).
 * **underfit**: less dropout and weight decay than the start.
 * **none / no diagnosis**: the `quick` preset's dropout and weight-decay ranges.
-* **undertrained** (best epoch at or near the last): longer training (epochs x1, x2, x5), more
-  patience (x1, x4) and a constant schedule besides the start's, which may decay to zero.
+* **undertrained** (the diagnostics' ``undertrained``, or a run that used all its epochs with its
+  best epoch in their last tenth: a schedule that decays to zero flattens the last epochs, so
+  "still rising" misses runs that stopped improving only because the rate ran out): longer training
+  (epochs x1, x2, x5), more patience (x1, x4) and a constant schedule besides the start's.
 * **frozen backbone** (``method: freeze``): the pooler (mean pooling over a few hundred residues
   hides a single substitution; attention pooling and, for equal-length variants, flatten do not).
   ``light_attention`` only when the start uses it: its two width-9 convolutions over the residue
@@ -48,7 +50,7 @@ class Diagnosis:
     """What the untuned run said about itself."""
 
     verdict: str  # none / mild / severe / underfit / collapsed / n/a
-    undertrained: bool = False
+    undertrained: bool = False  # see the module doc: the diagnostics' flag or a best epoch in the last tenth
     train_rows: int = 0
     equal_lengths: bool = False
 
