@@ -11,7 +11,7 @@ from collapse_helpers import ZeroWeights
 from optuna.trial import TrialState
 
 from protfit.config import build_config
-from protfit.report.compare import compare_runs
+from protfit.report.compare import compare_runs, short_baseline_verdict
 from protfit.sweep import objective
 from protfit.sweep.storage import counts
 from protfit.sweep.study import run_sweep
@@ -43,6 +43,8 @@ def test_a_collapsed_trial_fails_with_its_reason_and_is_never_best(tmp_path, mak
     comparison = compare_runs([result.folder])
     assert comparison.recommended.name == "trial-0001"
     assert [row.verdict for row in comparison.rows][1:] == ["collapsed", "collapsed"]
+    verdicts = [short_baseline_verdict(row.baseline_verdict) for row in comparison.rows]
+    assert verdicts[1:] == ["collapsed", "collapsed"]  # the "vs baselines" column of compare.md
     table = (result.folder / "trials.csv").read_text()
     assert table.count(",collapsed,") == 2 and "collapsed: trial-0000" in table
 

@@ -587,6 +587,8 @@ def _interval(entry: dict[str, Any] | None) -> str:
 def short_baseline_verdict(text: str | None) -> str:
     if not text:
         return "n/a"
+    if text.startswith("collapsed:"):  # a constant predictor "beats" nothing, whatever its numbers
+        return "collapsed"
     if "do not overlap" in text:
         return "beats baselines"
     if "intervals overlap" in text or "not tested" in text:
