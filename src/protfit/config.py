@@ -37,7 +37,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # frozen: a config is validated once and then only read; a changed setting is a new config
+    # (``model_copy(update=...)``), so no stage can see a value that skipped validation
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _registered(registry: Registry, name: str) -> str:
@@ -442,6 +444,14 @@ class RunConfig(_Section):
         from protfit.metrics import metric_mode
 
         return metric_mode(self.monitor)
+
+
+def with_learning_rate(cfg: RunConfig, learning_rate: float) -> RunConfig:
+    """A new config equal to ``cfg`` but for ``train.learning_rate`` (how ``auto`` is resolved: the
+    validated config is never changed in place)."""
+    if not learning_rate > 0:
+        raise ValueError(f"train.learning_rate must be above 0 (got {learning_rate})")
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"learning_rate": learning_rate})})
 
 
 def _parse_value(text: str) -> Any:

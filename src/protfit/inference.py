@@ -182,7 +182,9 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
         )
     config = load_config(run_dir / CONFIG_FILE)
     if (run_dir / config.model.name).is_dir():  # an export names its merged backbone folder relatively
-        config.model.name = str(run_dir / config.model.name)
+        config = config.model_copy(
+            update={"model": config.model.model_copy(update={"name": str(run_dir / config.model.name)})}
+        )
     meta = read_json(run_dir / "model_meta.json")
     model = build_model(config, meta["num_labels"])
     model = apply_method(model, config, total_steps=1)

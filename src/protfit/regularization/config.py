@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class _Technique(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = Field(False, description="Turn the technique on")
 
 
@@ -271,7 +271,7 @@ class AugmentationConfig(_Technique):
 class DiagnosticsConfig(BaseModel):
     """Overfitting diagnostics, on in every run (docs/regularization.md: the rules)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = Field(True, description="Evaluate the training split each epoch and diagnose overfitting")
     train_rows: int = Field(
         1000,
@@ -308,7 +308,7 @@ class DiagnosticsConfig(BaseModel):
 class RegularizationConfig(BaseModel):
     """One sub-section per technique; see docs/regularization.md for when to use each and its cost."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     dropout: DropoutConfig = Field(default_factory=DropoutConfig)
     scheduled_dropout: ScheduledDropoutConfig = Field(default_factory=ScheduledDropoutConfig)
     weight_decay: WeightDecayConfig = Field(default_factory=WeightDecayConfig)
