@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -59,6 +60,49 @@ def import_package(name: str) -> list[str]:
     return names
 
 
+# ---- user plug-in modules ----------------------------------------------------------------------------
+
+# Installed packages add components through this entry-point group (`[project.entry-points."protfit.plugins"]
+# my_name = "my_package.protfit_plugins"`); each is imported the first time any registry loads.
+ENTRY_POINT_GROUP = "protfit.plugins"
+_plugin_modules: list[str] = []  # imported by --plugins, a run's record or an entry point, in order
+_entry_points_loaded = False
+
+
+class PluginModuleError(ImportError):
+    """A plug-in module cannot be imported; the message names it and where it was asked for."""
+
+
+def load_plugin_modules(names: Iterable[str], source: str = "--plugins") -> None:
+    """Import each user plug-in module (its decorators register its components) and remember it, so
+    the run folder can record it and `protfit eval` / `predict` / `export` import it again."""
+    for name in (name.strip() for name in names):
+        if not name or name in _plugin_modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise PluginModuleError(
+                f"plug-in module '{name}' ({source}) cannot be imported: {error}; install it or put its "
+                "folder on PYTHONPATH"
+            ) from None
+        _plugin_modules.append(name)
+
+
+def plugin_modules() -> list[str]:
+    """The user plug-in modules imported in this process (what a run folder records)."""
+    return list(_plugin_modules)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        load_plugin_modules([point.module], f"entry point '{point.name}' of {ENTRY_POINT_GROUP}")
+
+
 class Registry(Generic[T]):
     """Named entries of one kind, filled by decorators in the packages (or modules) of ``builtin_packages``."""
 
@@ -89,6 +133,7 @@ class Registry(Generic[T]):
         self._loaded = True  # set first: a module being imported may look itself up
         for package in self._packages:
             self._modules.update(import_package(package))
+        _load_entry_points()
         if self._builtin_names is not None:
             self._check_declared(self._builtin_names)
 
