@@ -20,7 +20,12 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 LAYERS: list[tuple[str, ...]] = [
     ("protfit.registry",),
     ("protfit.metrics",),
-    ("protfit.config", "protfit.regularization.config"),
+    (
+        "protfit.config",
+        "protfit.regularization.config",
+        "protfit.regularization.technique",
+        "protfit.regularization.sections",
+    ),
     ("protfit.plugins", "protfit.data"),
     ("protfit.models",),
     ("protfit.report",),

@@ -4,9 +4,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from protfit.config import ConfigError, RunConfig, ignored_settings, load_config, save_config
+from protfit.config import (
+    ConfigError,
+    RunConfig,
+    ignored_settings,
+    load_config,
+    save_config,
+    with_learning_rate,
+)
 from protfit.sweep.config import SweepConfig
 
 BASE = {
@@ -99,6 +106,27 @@ def test_saved_config_reloads_identically(tmp_path):
     cfg = load_config(write(tmp_path, BASE), ["train.epochs=7", "model.method=full"])
     save_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(tmp_path / "resolved.yaml") == cfg
+
+
+def _sections(model: BaseModel) -> Iterator[BaseModel]:
+    yield model
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _sections(value)
+
+
+def test_a_validated_config_cannot_be_changed_only_replaced(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["train.learning_rate=auto"])
+    for section in _sections(cfg):  # every section, the regularization techniques included
+        name = next(iter(type(section).model_fields))
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(section, name, getattr(section, name))
+    resolved = with_learning_rate(cfg, 3e-4)
+    assert resolved.train.learning_rate == 3e-4 and cfg.train.learning_rate == "auto"
+    assert resolved.model_dump(exclude={"train"}) == cfg.model_dump(exclude={"train"})
+    with pytest.raises(ValueError, match="above 0"):
+        with_learning_rate(cfg, 0.0)
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,23 @@ def test_declared_names_are_checked_without_import_and_verified_on_load(tmp_path
         THINGS.names()
 
 
+def test_a_package_is_scanned_so_a_new_module_needs_no_list(tmp_path, monkeypatch):
+    package = tmp_path / "user_things"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("first", "second"):
+        (package / f"{name}.py").write_text(
+            f"from holder_scan import THINGS\n\n@THINGS.register('{name}')\ndef {name}(): ...\n"
+        )
+    (tmp_path / "holder_scan.py").write_text(
+        "from protfit.registry import Registry\nTHINGS = Registry('thing', 'x.thing', ('user_things',))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from holder_scan import THINGS
+
+    assert THINGS.names() == ["first", "second"]
+
+
 def test_a_config_error_imports_neither_torch_nor_transformers_nor_peft():
     # `protfit train` with a mistyped name must answer at once (issue #27): checking the config and
     # the model name imports no heavy library. Run in a fresh interpreter, since tests import torch.

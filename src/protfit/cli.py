@@ -10,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from protfit.config import ConfigError
+from protfit.registry import PluginModuleError, load_plugin_modules
 
 # Expected failures: one line and exit code 2 (`-v` shows the traceback). OSError covers missing
 # files, existing folders and permissions; FloatingPointError is a diverging loss.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
+    PluginModuleError,
     OSError,
     RuntimeError,
     ValueError,
@@ -411,7 +413,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr-steps", type=int, default=100, help="mini-batches of the LR range test (default 100)"
     )
     tune_parser.set_defaults(handler=_tune)
+
+    for name in PLUGIN_COMMANDS:
+        commands.choices[name].add_argument(
+            "--plugins",
+            default="",
+            metavar="MODULE[,MODULE]",
+            help="import these modules first: their poolers, heads, metrics, schedulers and regularizers "
+            "join the registries (a run records them; eval/predict/export import them again)",
+        )
     return parser
+
+
+# The commands that build or read a run config, so may name a user's component.
+PLUGIN_COMMANDS = ("train", "eval", "predict", "export", "lr-find", "sweep", "tune", "webui")
 
 
 def _without_num_processes(argv: list[str]) -> list[str]:
@@ -449,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
+        # before any config is validated: a user's pooler or regularizer section must be known by then
+        load_plugin_modules(getattr(args, "plugins", "").split(","))
         handler(args)
     except USER_ERRORS as error:
         if args.verbose:

@@ -15,8 +15,22 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from protfit.registry import FAMILIES, HEADS, METHODS, POOLERS, SCHEDULERS, TRACKERS, Registry, RegistryError
-from protfit.regularization.config import RegularizationConfig, check_regularization
+from protfit.registry import (
+    FAMILIES,
+    HEADS,
+    METHODS,
+    PLUGINS,
+    POOLERS,
+    SCHEDULERS,
+    TRACKERS,
+    Entry,
+    Registry,
+    RegistryError,
+)
+from protfit.regularization.config import (
+    assemble_regularization_config,
+    check_regularization,
+)
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 
@@ -37,7 +51,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # frozen: a config is validated once and then only read; a changed setting is a new config
+    # (``model_copy(update=...)``), so no stage can see a value that skipped validation
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _registered(registry: Registry, name: str) -> str:
@@ -393,14 +409,19 @@ class OutputConfig(_Section):
         return [_registered(TRACKERS, name) for name in names]
 
 
+# The `regularization:` section holds one sub-section per registered regularizer (built-in or from a
+# user plug-in module); RunConfig is rebuilt when a plug-in module registers one later (below).
+_Regularization = assemble_regularization_config()
+
+
 class RunConfig(_Section):
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
-    regularization: RegularizationConfig = Field(
-        default_factory=RegularizationConfig,
+    regularization: _Regularization = Field(  # type: ignore[valid-type]
+        default_factory=_Regularization,
         description="Regularizers and overfitting diagnostics (docs/regularization.md)",
     )
 
@@ -442,6 +463,30 @@ class RunConfig(_Section):
         from protfit.metrics import metric_mode
 
         return metric_mode(self.monitor)
+
+
+def refresh_regularization_schema() -> None:
+    """Rebuild the `regularization:` section from the regularizers registered now: called when a user
+    plug-in module registers one after the built-ins, so the config validates it and the web UI shows it."""
+    field = RunConfig.model_fields["regularization"]
+    field.annotation = field.default_factory = assemble_regularization_config()
+    RunConfig.model_rebuild(force=True)
+
+
+def _on_new_plugin(entry: Entry[Any]) -> None:
+    if "section" in entry.options:  # a regularizer (trackers have no section)
+        refresh_regularization_schema()
+
+
+PLUGINS.subscribe(_on_new_plugin)
+
+
+def with_learning_rate(cfg: RunConfig, learning_rate: float) -> RunConfig:
+    """A new config equal to ``cfg`` but for ``train.learning_rate`` (how ``auto`` is resolved: the
+    validated config is never changed in place)."""
+    if not learning_rate > 0:
+        raise ValueError(f"train.learning_rate must be above 0 (got {learning_rate})")
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"learning_rate": learning_rate})})
 
 
 def _parse_value(text: str) -> Any:

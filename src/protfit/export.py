@@ -29,7 +29,7 @@ from protfit.models.backbone import quiet_transformers
 from protfit.models.methods import freeze
 from protfit.models.protein_model import trainable_state_dict
 from protfit.models.sources import ModelError
-from protfit.report.run_dir import CONFIG_FILE, write_json
+from protfit.report.run_dir import CONFIG_FILE, load_run_plugins, write_json
 from protfit.training.checkpoint import save_checkpoint
 
 BACKBONE_DIR = "backbone"
@@ -47,6 +47,7 @@ def _exported_config(config: RunConfig, backbone_dir: Path, family: str) -> RunC
 def _check_exportable(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a protfit run folder (no {CONFIG_FILE})")
+    load_run_plugins(run_dir)
     config = load_config(run_dir / CONFIG_FILE)
     if config.model.method == "qlora":
         raise ModelError(

@@ -24,7 +24,7 @@ from protfit.models.embedding_cache import cached_loader_if_present
 from protfit.models.methods import apply_method
 from protfit.models.protein_model import ProteinModel, build_model, load_trainable_state_dict
 from protfit.report.confidence import metrics_with_intervals
-from protfit.report.run_dir import CONFIG_FILE, RunLock, read_json, write_json
+from protfit.report.run_dir import CONFIG_FILE, RunLock, load_run_plugins, read_json, write_json
 from protfit.training.checkpoint import checkpoint_epoch, load_model_state, recover_checkpoint
 from protfit.training.evaluation import (
     LabelScaling,
@@ -196,9 +196,12 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
         raise FileNotFoundError(
             f"{run_dir} has no '{checkpoint}' checkpoint yet (was the run interrupted before epoch 1 ended?)"
         )
+    load_run_plugins(run_dir)  # the run's own pooler / head / metric may come from a plug-in module
     config = load_config(run_dir / CONFIG_FILE)
     if (run_dir / config.model.name).is_dir():  # an export names its merged backbone folder relatively
-        config.model.name = str(run_dir / config.model.name)
+        config = config.model_copy(
+            update={"model": config.model.model_copy(update={"name": str(run_dir / config.model.name)})}
+        )
     meta = read_json(run_dir / "model_meta.json")
     model = build_model(config, meta["num_labels"])
     model = apply_method(model, config, total_steps=1)

@@ -140,6 +140,12 @@ class Plugin:
                     f"(hooks: {', '.join(sorted(HOOKS))})"
                 )
 
+    @classmethod
+    def from_config(cls, section: Any, cfg: Any) -> Plugin:
+        """The plug-in of a regularizer, from its config section (``regularization.<name>``) when the
+        section is enabled; override to read more of the run config (layer-wise LR reads the rate)."""
+        return cls(section)  # type: ignore[call-arg]
+
     @property
     def key(self) -> str:
         return self.name or type(self).__name__

@@ -16,15 +16,19 @@ used. Importing them verifies the list both ways, so a missed name fails the fir
 the registry instead of being refused (or accepted) by the config.
 
 Why the registries are declared here and not in the modules that fill them: each registry names the
-modules that hold its built-in entries and imports them on first use. So no module needs an import
-at its bottom for a side effect, nothing imports a layer above it to be registered, and ``import
-protfit.registry`` (what the config does) stays free of torch until a name is actually looked up.
+packages (or modules) that hold its built-in entries and imports them on first use; a package is
+scanned, every module in it imported, so a new module there is found without being listed anywhere.
+So no module needs an import at its bottom for a side effect, nothing imports a layer above it to be
+registered, and ``import protfit.registry`` (what the config does) stays free of torch until a name
+is actually looked up.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
+import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -44,32 +48,99 @@ class Entry(Generic[T]):
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def import_package(name: str) -> list[str]:
+    """Import ``name`` and, when it is a package, every module in it (subpackages are not entered);
+    the names of the modules imported."""
+    module = importlib.import_module(name)
+    names = [name]
+    for found in pkgutil.iter_modules(getattr(module, "__path__", [])):
+        if not found.ispkg:
+            names.append(f"{name}.{found.name}")
+            importlib.import_module(names[-1])
+    return names
+
+
+# ---- user plug-in modules ----------------------------------------------------------------------------
+
+# Installed packages add components through this entry-point group (`[project.entry-points."protfit.plugins"]
+# my_name = "my_package.protfit_plugins"`); each is imported the first time any registry loads.
+ENTRY_POINT_GROUP = "protfit.plugins"
+_plugin_modules: list[str] = []  # imported by --plugins, a run's record or an entry point, in order
+_entry_points_loaded = False
+
+
+class PluginModuleError(ImportError):
+    """A plug-in module cannot be imported; the message names it and where it was asked for."""
+
+
+def load_plugin_modules(names: Iterable[str], source: str = "--plugins") -> None:
+    """Import each user plug-in module (its decorators register its components) and remember it, so
+    the run folder can record it and `protfit eval` / `predict` / `export` import it again."""
+    for name in (name.strip() for name in names):
+        if not name or name in _plugin_modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise PluginModuleError(
+                f"plug-in module '{name}' ({source}) cannot be imported: {error}; install it or put its "
+                "folder on PYTHONPATH"
+            ) from None
+        _plugin_modules.append(name)
+
+
+def plugin_modules() -> list[str]:
+    """The user plug-in modules imported in this process (what a run folder records)."""
+    return list(_plugin_modules)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        load_plugin_modules([point.module], f"entry point '{point.name}' of {ENTRY_POINT_GROUP}")
+
+
 class Registry(Generic[T]):
-    """Named entries of one kind, filled by decorators in the modules listed in ``builtin_modules``."""
+    """Named entries of one kind, filled by decorators in the packages (or modules) of ``builtin_packages``."""
 
     def __init__(
         self,
         kind: str,
         config_key: str,
-        builtin_modules: Iterable[str] = (),
+        builtin_packages: Iterable[str] = (),
         builtin_names: Iterable[str] | None = None,
     ) -> None:
         self.kind = kind  # "pooler": used in messages
         self.config_key = config_key  # "model.pooler": the config key that names an entry
-        self._modules = tuple(builtin_modules)
+        self._packages = tuple(builtin_packages)
+        self._modules: set[str] = set()  # the modules the scan imported
         # None: the built-in modules are light, and importing them is how the names are known.
         self._builtin_names = None if builtin_names is None else frozenset(builtin_names)
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = False
+        self._listeners: list[Callable[[Entry[T]], None]] = []
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
 
     def _load_builtins(self) -> None:
         if self._loaded:
             return
         self._loaded = True  # set first: a module being imported may look itself up
-        for module in self._modules:
-            importlib.import_module(module)
+        for package in self._packages:
+            self._modules.update(import_package(package))
+        _load_entry_points()
         if self._builtin_names is not None:
             self._check_declared(self._builtin_names)
+
+    def subscribe(self, listener: Callable[[Entry[T]], None]) -> None:
+        """Call ``listener(entry)`` for each entry added after the built-ins loaded (a user plug-in
+        module imported later): the run config adds a regularizer's section this way."""
+        self._listeners.append(listener)
 
     def _check_declared(self, declared: frozenset[str]) -> None:
         builtin = {
@@ -82,7 +153,7 @@ class Registry(Generic[T]):
         if undeclared or missing:
             raise RegistryError(
                 f"the built-in {self.kind} names declared in protfit/registry.py do not match "
-                f"{', '.join(self._modules)}: registered but not declared {undeclared}, declared but not "
+                f"{', '.join(self._packages)}: registered but not declared {undeclared}, declared but not "
                 f"registered {missing}; update builtin_names"
             )
 
@@ -98,7 +169,11 @@ class Registry(Generic[T]):
     def add(self, name: str, item: T, description: str = "", **options: Any) -> None:
         if name in self._entries and self._entries[name].item is not item:
             raise RegistryError(f"{self.kind} '{name}' is registered twice")
-        self._entries[name] = Entry(name, item, description, dict(options))
+        entry = Entry(name, item, description, dict(options))
+        self._entries[name] = entry
+        if self._loaded:
+            for listener in self._listeners:
+                listener(entry)
 
     def setdefault(self, name: str, make: Callable[[], T], description: str = "") -> T:
         """The entry ``name``, added from ``make()`` if absent (for entries built up by several
@@ -167,55 +242,40 @@ def _first_line(item: Any) -> str:
 
 # ---- the registries --------------------------------------------------------------------------------
 
-# The config checks these names; their modules import torch (and peft, transformers), hence the
-# declared names.
+# The config checks these names; their packages import torch (and peft, transformers), hence the
+# declared names. A package is scanned: a new module in protfit/models is found without a list.
 METHODS: Registry = Registry(
     "training method",
     "model.method",
-    ("protfit.models.methods", "protfit.models.peft_methods", "protfit.models.ses_adapter"),
+    ("protfit.models",),
     ("freeze", "full", "lora", "dora", "adalora", "ia3", "qlora", "ses_adapter"),
 )
 POOLERS: Registry = Registry(
     "pooler",
     "model.pooler",
-    ("protfit.models.poolers",),
+    ("protfit.models",),
     ("mean", "attention1d", "light_attention", "cls", "flatten"),
 )
-HEADS: Registry = Registry("head", "model.head.type", ("protfit.models.heads",), ("mlp",))
+HEADS: Registry = Registry("head", "model.head.type", ("protfit.models",), ("mlp",))
 SCHEDULERS: Registry = Registry(
     "scheduler",
     "train.scheduler.name",
-    ("protfit.training.schedulers",),
+    ("protfit.training",),
     ("none", "constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"),
 )
-# Light modules (torch is imported inside the functions that compute or build).
+# Light modules (torch is imported inside the functions that compute or build); the config reads
+# their names by importing them, so these name modules, not a package that also holds heavy ones.
 METRICS: Registry = Registry("metric", "evaluation.metrics", ("protfit.metrics",))
 FAMILIES: Registry = Registry("model family", "model.family", ("protfit.models.families",))
 ALIASES: Registry = Registry(
     "model alias", "model.name", ("protfit.models.aliases", "protfit.models.tiny", "protfit.models.antiberty")
 )
-# Training plug-ins built from the config (regularizers and other loop techniques); each registers a
-# builder ``(cfg) -> Plugin | None`` that returns None when its section leaves it off.
+# Training plug-ins built from the config: every regularizer found in protfit.regularization.sections
+# (each registers its config section with a builder that returns None while the section is off) and
+# the experiment trackers. Both are light modules: the config assembles its `regularization:` section
+# from this registry.
 PLUGINS: Registry = Registry(
-    "training plug-in",
-    "regularization",
-    (
-        "protfit.regularization.dropout",
-        "protfit.regularization.weight_decay",
-        "protfit.regularization.layerwise_lr",
-        "protfit.regularization.freezing",
-        "protfit.regularization.clipping",
-        "protfit.regularization.noise",
-        "protfit.regularization.losses",
-        "protfit.regularization.averaging",
-        "protfit.regularization.sam",
-        "protfit.regularization.lookahead",
-        "protfit.regularization.privacy",
-        "protfit.regularization.adversarial",
-        "protfit.regularization.augmentation",
-        "protfit.regularization.diagnostics",
-        "protfit.report.trackers",
-    ),
+    "training plug-in", "regularization", ("protfit.regularization.sections", "protfit.report.trackers")
 )
 # Experiment trackers (output.trackers); each is also a PLUGINS entry that adds it when named.
 TRACKERS: Registry = Registry("experiment tracker", "output.trackers", ("protfit.report.trackers",))

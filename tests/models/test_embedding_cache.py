@@ -143,7 +143,7 @@ def test_an_interrupted_build_leaves_no_entry(make_config, tmp_path, monkeypatch
         return original(self, *args)
 
     monkeypatch.setattr(type(model.backbone), "forward", failing)
-    cfg.data.batch_size = 2
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"batch_size": 2})})
     with pytest.raises(KeyboardInterrupt):
         EmbeddingCache(model, cfg, root=tmp_path).get_or_build(tokenized, cfg.data)
     assert list((tmp_path / "embeddings").iterdir()) == []
@@ -164,7 +164,8 @@ def test_values_beyond_float16_are_stored_as_float32(make_config, tmp_path, monk
 @pytest.mark.parametrize("budget", [None, 60])
 def test_cached_batches_hold_every_sample_once_per_epoch_like_token_batches(make_config, tmp_path, budget):
     cfg = make_config(method="freeze", pooler="light_attention")
-    cfg.data.batch_size, cfg.data.max_tokens_per_batch = 3, budget
+    data = cfg.data.model_copy(update={"batch_size": 3, "max_tokens_per_batch": budget})
+    cfg = cfg.model_copy(update={"data": data})
     model = frozen(cfg)
     tokenized = model.backbone.tokenize(SEQUENCES)
     frame = pd.DataFrame({"aa_seq": SEQUENCES, "label": [0, 1, 0, 1, 1, 0, 1]})

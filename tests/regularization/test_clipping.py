@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from protfit.regularization.clipping import ClipValue
-from protfit.regularization.config import ClipValueConfig
+from protfit.regularization.sections.clipping import ClipValueConfig
 
 
 class _State:

@@ -12,8 +12,8 @@ import pytest
 from reg_helpers import R, make_config
 
 from protfit.data.synthetic import write_synthetic_dataset
-from protfit.regularization.config import DiagnosticsConfig
 from protfit.regularization.diagnostics import epoch_verdict, is_undertrained, run_diagnosis, train_rows
+from protfit.regularization.sections.diagnostics import DiagnosticsConfig
 from protfit.training.setup import setup_run
 from protfit.training.train import train
 

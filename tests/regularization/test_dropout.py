@@ -6,9 +6,9 @@ import pytest
 from reg_helpers import R, layer_dropout, make_config
 
 from protfit.plugins import Plugin
-from protfit.regularization.config import ScheduledDropoutConfig
 from protfit.regularization.dropout import scheduled_value
 from protfit.regularization.layers import backbone_layers
+from protfit.regularization.sections.dropout import ScheduledDropoutConfig
 from protfit.training.setup import setup_run
 from protfit.training.train import train
 

@@ -7,8 +7,8 @@ import torch
 from reg_helpers import R, make_config
 
 from protfit.plugins import Plugin
-from protfit.regularization.config import LookaheadConfig
 from protfit.regularization.lookahead import Lookahead
+from protfit.regularization.sections.lookahead import LookaheadConfig
 from protfit.training.train import train
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from protfit.regularization.config import LabelSmoothingConfig, RDropConfig
 from protfit.regularization.losses import LabelSmoothing, RDrop, consistency
+from protfit.regularization.sections.losses import LabelSmoothingConfig, RDropConfig
 
 
 def test_label_smoothing_objective_is_torchs_smoothed_cross_entropy():

@@ -10,9 +10,9 @@ import torch
 from reg_helpers import R, make_config
 
 from protfit.plugins import Plugin
-from protfit.regularization.config import GradientNoiseConfig
 from protfit.regularization.layers import input_embeddings
 from protfit.regularization.noise import GradientNoise
+from protfit.regularization.sections.noise import GradientNoiseConfig
 from protfit.training.train import train
 
 

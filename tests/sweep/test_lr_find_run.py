@@ -52,6 +52,34 @@ def test_train_with_auto_learning_rate_records_the_suggestion(base_config, tmp_p
     assert (result.run_dir / "lr_find.png").is_file() and (result.run_dir / "lr_find.csv").is_file()
 
 
+def test_auto_is_resolved_before_any_plugin_is_built_and_the_config_is_left_as_given(base_config, tmp_path):
+    # layer-wise LR decay multiplies the rate when its parameter groups are built: it must get a number
+    cfg = run_config(
+        base_config,
+        tmp_path,
+        "model.name=tiny-esm2",
+        "train.learning_rate=auto",
+        "train.epochs=1",
+        "regularization.layerwise_lr.enabled=true",
+        "regularization.layerwise_lr.decay=0.5",
+    )
+    given = cfg.model_copy(deep=True)
+    result = train(cfg)
+    assert cfg == given and cfg.train.learning_rate == "auto"
+    suggestion = json.loads((result.run_dir / "summary.json").read_text())["lr_find"]["suggested_lr"]
+    saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert saved["train"]["learning_rate"] == pytest.approx(suggestion)
+    assert saved["regularization"]["layerwise_lr"] == {**given.regularization.layerwise_lr.model_dump()}
+
+
+def test_setup_of_an_auto_config_builds_the_run_from_the_resolved_config(base_config, tmp_path):
+    cfg = run_config(base_config, tmp_path, "train.learning_rate=auto", "train.epochs=1")
+    parts = setup_run(cfg)
+    assert parts.cfg is not cfg and parts.cfg.train.learning_rate == parts.lr_find.suggestion
+    assert {group["lr"] for group in parts.optimizer.param_groups} == {parts.lr_find.suggestion}
+    assert parts.cfg.model_dump(exclude={"train"}) == cfg.model_dump(exclude={"train"})
+
+
 def test_learning_rate_accepts_a_number_or_auto_only(base_config, tmp_path):
     with pytest.raises(ConfigError, match="train.learning_rate"):
         run_config(base_config, tmp_path, "train.learning_rate=fast")

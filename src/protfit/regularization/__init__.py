@@ -1,7 +1,8 @@
 """Regularizers and the overfitting diagnostics: one training plug-in per technique.
 
-Each module holds one technique (or a small family) as a :class:`protfit.plugins.Plugin` and its
-``PLUGINS`` registry entry ``(cfg) -> Plugin | None``; the config section is
-``regularization.<technique>`` (``protfit.regularization.config``). Nothing is imported here, so
-``import protfit.config`` stays free of torch; the registry imports the modules on first use.
+A technique is a config section + a :class:`protfit.plugins.Plugin`, registered together with
+``register_regularizer`` (``technique.py``). The built-ins' sections live in ``sections/`` (light
+modules the ``PLUGINS`` registry finds by a package scan); their plug-ins live in the modules here
+and are imported when a run turns them on. ``config.py`` assembles the ``regularization:`` section
+from whatever is registered. Nothing is imported here, so ``import protfit.config`` stays free of torch.
 """

@@ -16,9 +16,8 @@ from typing import Any
 import torch
 
 from protfit.plugins import Plugin, StepContext, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import AdversarialConfig
 from protfit.regularization.layers import input_embeddings
+from protfit.regularization.sections.adversarial import AdversarialConfig
 
 
 def _normalised(grad: torch.Tensor) -> torch.Tensor:
@@ -95,9 +94,3 @@ class Adversarial(Plugin):
         finally:
             self.deltas = None
         return loss
-
-
-@PLUGINS.register("adversarial", "adversarial training on input embeddings (FGM / PGD)")
-def build_adversarial(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.adversarial
-    return Adversarial(section) if section.enabled else None

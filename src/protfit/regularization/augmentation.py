@@ -14,8 +14,7 @@ from typing import Any
 import torch
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import AugmentationConfig
+from protfit.regularization.sections.augmentation import AugmentationConfig
 
 AMINO_ACIDS = "ARNDCQEGHILKMFPSTWYV"
 # BLOSUM62 (Henikoff & Henikoff 1992), rows and columns in AMINO_ACIDS order.
@@ -135,9 +134,3 @@ class Augmentation(Plugin):
                 out[row, : len(kept)] = batch[key][row, kept.to(batch[key].device)]
             cropped[key] = out
         return {**batch, **cropped}
-
-
-@PLUGINS.register("augmentation", "sequence augmentation: BLOSUM62 substitution, masking, cropping")
-def build_augmentation(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.augmentation
-    return Augmentation(section) if section.enabled else None

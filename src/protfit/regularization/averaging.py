@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import EMAConfig, SWAConfig
 from protfit.regularization.layers import trained_parameters
+from protfit.regularization.sections.averaging import EMAConfig, SWAConfig
 
 
 class WeightAverage(Plugin):
@@ -168,15 +167,3 @@ def _scheduled(scheduler: Any) -> list[float]:
     if lambdas is None:
         return list(scheduler.get_last_lr())
     return [base * f(scheduler.last_epoch) for base, f in zip(scheduler.base_lrs, lambdas, strict=True)]
-
-
-@PLUGINS.register("ema", "exponential moving average of the weights (validated, tested and saved)")
-def build_ema(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.ema
-    return EMA(section) if section.enabled else None
-
-
-@PLUGINS.register("swa", "stochastic weight averaging from a start epoch, with an SWA learning rate")
-def build_swa(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.swa
-    return SWA(section) if section.enabled else None

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import ClipValueConfig
+from protfit.regularization.sections.clipping import ClipValueConfig
 
 
 class ClipValue(Plugin):
@@ -21,9 +18,3 @@ class ClipValue(Plugin):
         torch.nn.utils.clip_grad_value_(
             [p for p in state.model.parameters() if p.grad is not None], self.cfg.value
         )
-
-
-@PLUGINS.register("clip_value", "clip every gradient element to [-value, value]")
-def build_clip_value(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.clip_value
-    return ClipValue(section) if section.enabled else None

@@ -23,8 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import DiagnosticsConfig
+from protfit.regularization.sections.diagnostics import DiagnosticsConfig
 
 # n/a (no verdict: see epoch_verdict) ranks below every verdict, so a run's worst epoch is a real one
 SEVERITY = {"n/a": -1, "none": 0, "mild": 1, "severe": 2}
@@ -295,11 +294,3 @@ def advice(verdict: str, undertrained: bool, summary: dict[str, Any], run_cfg: A
                 "use a schedule that does not end at zero: train.scheduler.name=constant, or polynomial with train.scheduler.lr_end > 0"
             )
     return tips
-
-
-@PLUGINS.register(
-    "diagnostics", "overfitting diagnostics: train-validation gap, verdict, advice (on by default)"
-)
-def build_diagnostics(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.diagnostics
-    return OverfittingDiagnostics(section) if section.enabled else None

@@ -13,9 +13,8 @@ from typing import Any
 from torch import nn
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import DropoutConfig, ScheduledDropoutConfig
 from protfit.regularization.layers import backbone_layers, hidden_dropouts, set_layer_dropout
+from protfit.regularization.sections.dropout import DropoutConfig, ScheduledDropoutConfig
 
 
 def layer_probabilities(cfg: DropoutConfig, layers: int) -> list[float | None]:
@@ -104,15 +103,3 @@ class ScheduledDropout(Plugin):
 
     def on_validation_end(self, state: TrainingState) -> None:
         state.epoch_record["dropout"] = self.current
-
-
-@PLUGINS.register("dropout", "override the backbone's hidden/attention dropout, flat or per layer")
-def build_dropout(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.dropout
-    return BackboneDropout(section) if section.enabled else None
-
-
-@PLUGINS.register("scheduled_dropout", "dropout that moves linearly or by cosine from start to end")
-def build_scheduled_dropout(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.scheduled_dropout
-    return ScheduledDropout(section) if section.enabled else None

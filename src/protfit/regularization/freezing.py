@@ -10,9 +10,12 @@ import torch
 from torch import nn
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import FreezeLayersConfig, GradualUnfreezingConfig, ReinitLayersConfig
 from protfit.regularization.layers import backbone_layers, hf_encoder, layer_of_parameters
+from protfit.regularization.sections.freezing import (
+    FreezeLayersConfig,
+    GradualUnfreezingConfig,
+    ReinitLayersConfig,
+)
 
 
 def _check_layers(requested: int, layers: int, key: str) -> None:
@@ -125,21 +128,3 @@ class ReinitLayers(Plugin):
                     initialise(module)
                 elif hasattr(module, "reset_parameters"):
                     module.reset_parameters()
-
-
-@PLUGINS.register("freeze_layers", "freeze the embeddings and the bottom k backbone layers")
-def build_freeze_layers(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.freeze_layers
-    return FreezeLayers(section) if section.enabled else None
-
-
-@PLUGINS.register("gradual_unfreezing", "unfreeze one more backbone layer from the top every n epochs")
-def build_gradual_unfreezing(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.gradual_unfreezing
-    return GradualUnfreezing(section) if section.enabled else None
-
-
-@PLUGINS.register("reinit_layers", "re-initialise the top k backbone layers before fine-tuning")
-def build_reinit_layers(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.reinit_layers
-    return ReinitLayers(section) if section.enabled else None

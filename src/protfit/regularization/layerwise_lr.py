@@ -10,14 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from protfit.plugins import Plugin
-from protfit.registry import PLUGINS
-from protfit.regularization.config import LayerwiseLRConfig
 from protfit.regularization.groups import parameter_names, refine_groups
 from protfit.regularization.layers import backbone_layers, component_of, layer_of_parameters
+from protfit.regularization.sections.layerwise_lr import LayerwiseLRConfig
 
 
 class LayerwiseLR(Plugin):
     name = "layerwise_lr"
+
+    @classmethod
+    def from_config(cls, section: LayerwiseLRConfig, cfg: Any) -> LayerwiseLR:
+        return cls(section, cfg.train.learning_rate)
 
     def __init__(self, cfg: LayerwiseLRConfig, base_lr: float) -> None:
         self.cfg, self.base_lr = cfg, base_lr
@@ -47,9 +50,3 @@ class LayerwiseLR(Plugin):
 
         rates = self.learning_rates(layers)
         return refine_groups(groups, key, lambda part, group: {"lr": rates[part]})
-
-
-@PLUGINS.register("layerwise_lr", "layer-wise learning-rate decay for the backbone, separate head LR")
-def build_layerwise_lr(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.layerwise_lr
-    return LayerwiseLR(section, cfg.train.learning_rate) if section.enabled else None

@@ -13,9 +13,8 @@ from typing import Any
 import torch
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import LookaheadConfig
 from protfit.regularization.layers import trained_parameters
+from protfit.regularization.sections.lookahead import LookaheadConfig
 
 
 class Lookahead(Plugin):
@@ -45,9 +44,3 @@ class Lookahead(Plugin):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.slow, self.steps = dict(state["slow"]), int(state["steps"])
-
-
-@PLUGINS.register("lookahead", "Lookahead: slow weights follow the optimizer every k steps")
-def build_lookahead(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.lookahead
-    return Lookahead(section) if section.enabled else None

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import LabelSmoothingConfig, RDropConfig
+from protfit.regularization.sections.losses import LabelSmoothingConfig, RDropConfig
 from protfit.training.evaluation import model_inputs
 
 
@@ -22,6 +21,10 @@ class LabelSmoothing(Plugin):
     ``F.cross_entropy(label_smoothing=eps)``; multi-label: BCE against targets y (1 - eps) + eps / 2."""
 
     name = "label_smoothing"
+
+    @classmethod
+    def from_config(cls, section: LabelSmoothingConfig, cfg: Any) -> LabelSmoothing:
+        return cls(section, cfg.data.problem_type)
 
     def __init__(self, cfg: LabelSmoothingConfig, problem_type: str) -> None:
         self.cfg, self.problem_type = cfg, problem_type
@@ -41,6 +44,10 @@ class RDrop(Plugin):
     Costs one more forward and backward per micro-batch; needs dropout somewhere that trains."""
 
     name = "rdrop"
+
+    @classmethod
+    def from_config(cls, section: RDropConfig, cfg: Any) -> RDrop:
+        return cls(section, cfg.data.problem_type)
 
     def __init__(self, cfg: RDropConfig, problem_type: str) -> None:
         self.cfg, self.problem_type = cfg, problem_type
@@ -69,15 +76,3 @@ def consistency(first: torch.Tensor, second: torch.Tensor, problem_type: str) ->
         )
         return (kl_pq + kl_qp).mean() / 2
     return (first - second).pow(2).mean()
-
-
-@PLUGINS.register("label_smoothing", "label smoothing for classification")
-def build_label_smoothing(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.label_smoothing
-    return LabelSmoothing(section, cfg.data.problem_type) if section.enabled else None
-
-
-@PLUGINS.register("rdrop", "R-Drop: consistency between two dropout passes")
-def build_rdrop(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.rdrop
-    return RDrop(section, cfg.data.problem_type) if section.enabled else None

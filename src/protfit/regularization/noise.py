@@ -12,14 +12,13 @@ from typing import Any
 import torch
 
 from protfit.plugins import Plugin, StepContext, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import (
+from protfit.regularization.layers import input_embeddings
+from protfit.regularization.sections.noise import (
     ActivationNoiseConfig,
     GradientNoiseConfig,
     NEFTuneConfig,
     WeightNoiseConfig,
 )
-from protfit.regularization.layers import input_embeddings
 
 
 class NEFTune(Plugin):
@@ -122,25 +121,3 @@ class GradientNoise(Plugin):
             if p.grad is not None:
                 noise = torch.randn(p.grad.shape, generator=generator, dtype=p.grad.dtype)
                 p.grad.add_(noise.to(p.grad.device) * std)
-
-
-def _builder(key: str, plugin: type[Plugin]) -> Any:
-    def build(cfg: Any) -> Plugin | None:
-        section = getattr(cfg.regularization, key)
-        return plugin(section) if section.enabled else None
-
-    return build
-
-
-PLUGINS.add(
-    "neftune",
-    _builder("neftune", NEFTune),
-    "NEFTune: uniform noise on input embeddings, scaled by length and width",
-)
-PLUGINS.add(
-    "weight_noise", _builder("weight_noise", WeightNoise), "Gaussian noise on the weights during each step"
-)
-PLUGINS.add(
-    "activation_noise", _builder("activation_noise", ActivationNoise), "Gaussian noise on the head's input"
-)
-PLUGINS.add("gradient_noise", _builder("gradient_noise", GradientNoise), "annealed Gaussian gradient noise")

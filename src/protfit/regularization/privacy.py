@@ -19,8 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import PrivacyConfig
+from protfit.regularization.sections.privacy import PrivacyConfig
 
 
 class DifferentialPrivacy(Plugin):
@@ -105,9 +104,3 @@ class DifferentialPrivacy(Plugin):
                 "sample_rate": self.sample_rate,
             }
         }
-
-
-@PLUGINS.register("privacy", "differentially private training with Opacus (DP-SGD; epsilon per epoch)")
-def build_privacy(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.privacy
-    return DifferentialPrivacy(section) if section.enabled else None

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 
 from protfit.plugins import Plugin, StepContext, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import SAMConfig
+from protfit.regularization.sections.sam import SAMConfig
 
 
 class SAM(Plugin):
@@ -56,9 +55,3 @@ class SAM(Plugin):
                 for p, e in zip(params, perturbation, strict=True):
                     p.sub_(e)
         return loss
-
-
-@PLUGINS.register("sam", "sharpness-aware minimisation (SAM / adaptive SAM)")
-def build_sam(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.sam
-    return SAM(section) if section.enabled else None

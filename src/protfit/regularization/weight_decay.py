@@ -12,16 +12,19 @@ from typing import Any
 import torch
 
 from protfit.plugins import Plugin, TrainingState
-from protfit.registry import PLUGINS
-from protfit.regularization.config import L2SPConfig, WeightDecayConfig
 from protfit.regularization.groups import parameter_names, refine_groups
 from protfit.regularization.layers import component_of
+from protfit.regularization.sections.weight_decay import L2SPConfig, WeightDecayConfig
 
 
 class ComponentWeightDecay(Plugin):
     """Separate decay for backbone / pooler / head; ``mode=l2`` moves it from AdamW into the loss."""
 
     name = "weight_decay"
+
+    @classmethod
+    def from_config(cls, section: WeightDecayConfig, cfg: Any) -> ComponentWeightDecay:
+        return cls(section, cfg.train.weight_decay)
 
     def __init__(self, cfg: WeightDecayConfig, default: float) -> None:
         self.cfg = cfg
@@ -97,17 +100,3 @@ class L2SP(Plugin):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.anchor = dict(state["anchor"])
-
-
-@PLUGINS.register(
-    "weight_decay", "weight decay per component (backbone/pooler/head), decoupled or L2 in the loss"
-)
-def build_weight_decay(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.weight_decay
-    return ComponentWeightDecay(section, cfg.train.weight_decay) if section.enabled else None
-
-
-@PLUGINS.register("l2_sp", "L2-SP: penalty toward the pretrained weights instead of toward zero")
-def build_l2_sp(cfg: Any) -> Plugin | None:
-    section = cfg.regularization.l2_sp
-    return L2SP(section) if section.enabled else None

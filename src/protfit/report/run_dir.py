@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from protfit.config import RunConfig, save_config
+from protfit.registry import load_plugin_modules
 
 CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run.json"
@@ -79,6 +80,14 @@ def write_json(path: Path, payload: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def load_run_plugins(run_dir: Path) -> None:
+    """Import the user plug-in modules a run was trained with (``model_meta.json``'s
+    ``plugin_modules``), before its config is read: its pooler, head or regularizer is theirs."""
+    meta = run_dir / "model_meta.json"
+    if meta.is_file():
+        load_plugin_modules(read_json(meta).get("plugin_modules", []), f"recorded in {meta}")
 
 
 def default_run_name(cfg: RunConfig) -> str:

@@ -35,7 +35,7 @@ Choice = Scalar | list[Scalar]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)  # validated once, then only read
 
 
 class _Param(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from protfit.config import with_learning_rate
 from protfit.report.run_dir import default_run_name, write_json
 from protfit.training.lr_range_test import (
     PLACEHOLDER_LR,
@@ -40,9 +41,9 @@ def lr_find(
         raise ValueError(f"the range test needs at least 2 steps (got {settings.num_steps})")
     if cfg.train.learning_rate == "auto":
         # the run's own optimizer is built with a rate; the ramp replaces it anyway
-        cfg.train.learning_rate = PLACEHOLDER_LR
+        cfg = with_learning_rate(cfg, PLACEHOLDER_LR)
     parts = setup_run(cfg)
-    result = run_range_test(parts, parts.optimizer, cfg.train.learning_rate, settings)
+    result = run_range_test(parts, parts.optimizer, parts.cfg.train.learning_rate, settings)
     folder = Path(out_dir) if out_dir else Path(cfg.output.dir) / f"lr-find-{default_run_name(cfg)}"
     write_range_test(result, folder)
     write_json(folder / "lr_find.json", result.as_dict())

@@ -37,6 +37,7 @@ import yaml
 from optuna.trial import TrialState
 
 from protfit.config import ConfigError, RunConfig
+from protfit.registry import load_plugin_modules, plugin_modules
 from protfit.report.run_dir import atomic_write
 from protfit.sweep.config import SweepConfig, base_run_raw, build_sweep_config, trial_run_config
 from protfit.sweep.report import report_trial, write_report
@@ -280,8 +281,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def worker_process(folder: str, worker: int, threads: int, gpu: str | None, deadline: float | None) -> None:
+def worker_process(
+    folder: str, worker: int, threads: int, gpu: str | None, deadline: float | None, plugins: list[str]
+) -> None:
     _die_with_parent()
+    load_plugin_modules(plugins, "the sweep's --plugins")  # a spawned process starts with none imported
     # before torch is imported: every library's thread pool gets this worker's share of the cores
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = str(threads)
@@ -317,7 +321,9 @@ def run_workers(sweep: Sweep, deadline: float | None) -> None:
     print(f"{n_jobs} worker processes, {threads} CPU thread(s) each ({cores} cores)")
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=worker_process, args=(str(sweep.folder), index, threads, gpu, deadline))
+        context.Process(
+            target=worker_process, args=(str(sweep.folder), index, threads, gpu, deadline, plugin_modules())
+        )
         for index, gpu in enumerate(worker_devices(n_jobs))
     ]
     for process in processes:

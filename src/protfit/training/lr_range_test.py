@@ -20,15 +20,15 @@ Two suggestion rules are common:
 The model, the optimizer and the torch / numpy / python RNG states are restored afterwards, so a run
 that follows starts exactly as if the test never happened.
 
-Used by ``train.learning_rate=auto`` (``resolve_auto_learning_rate``, called from ``setup_run``) and
-by ``protfit lr-find`` (``protfit.sweep.lr_find``), so it lives in the training layer.
+Used by ``train.learning_rate=auto`` (``resolve_auto_learning_rate`` in ``training/setup.py``, on a
+throw-away setup of the run) and by ``protfit lr-find`` (``protfit.sweep.lr_find``), so it lives in
+the training layer.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
-import logging
 import math
 import random
 from collections.abc import Callable, Iterable
@@ -40,7 +40,6 @@ import numpy as np
 import torch
 
 from protfit.training.evaluation import model_inputs
-from protfit.training.optim import build_optimizer, parameter_groups
 
 SuggestionRule = Literal["steepest", "min_div_10", "divergence_div_10"]
 SUGGESTION_RULES: dict[str, str] = {
@@ -360,9 +359,8 @@ def plot_curve(result: RangeTestResult, path: str | Path) -> Path:
 
 # ---- on a protfit run (setup_run): `protfit lr-find` and train.learning_rate=auto ----------------
 
-logger = logging.getLogger("protfit")
-# The rate the throw-away optimizer of train.learning_rate=auto is built with; only ratios between
-# parameter groups matter, the ramp sets the rate itself.
+# The rate the throw-away setup of train.learning_rate=auto (and `protfit lr-find` on such a config) is
+# built with; only ratios between parameter groups matter, the ramp sets the rate itself.
 PLACEHOLDER_LR = 1e-3
 
 
@@ -402,30 +400,6 @@ def run_range_test(
     )
     result.extra["method"] = cfg.model.method
     result.extra["embedding_cache"] = parts.embedding_cache is not None
-    return result
-
-
-def resolve_auto_learning_rate(parts: Any, settings: RangeTestSettings | None = None) -> RangeTestResult:
-    """train.learning_rate=auto: run the range test on a throw-away optimizer, set the suggestion."""
-    cfg = parts.cfg
-    train_cfg = cfg.train.model_copy(update={"learning_rate": PLACEHOLDER_LR})
-    parts.model.to(parts.accelerator.device)
-    groups = parts.plugins.param_groups(parts, parameter_groups(parts.model, train_cfg))
-    result = run_range_test(
-        parts, build_optimizer(groups, train_cfg), PLACEHOLDER_LR, settings or RangeTestSettings()
-    )
-    cfg.train.learning_rate = result.suggestion
-    logger.info(
-        "train.learning_rate=auto: range test %.0e..%.0e over %d steps (%s) suggests %.3g (%s)",
-        result.start_lr,
-        result.end_lr,
-        len(result.learning_rates),
-        result.stopped,
-        result.suggestion,
-        SUGGESTION_RULES[result.rule],
-    )
-    if result.note:
-        logger.warning("train.learning_rate=auto: %s", result.note)
     return result
 
 

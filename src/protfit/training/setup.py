@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 
-from protfit.config import ConfigError, RunConfig, TrainConfig, ignored_settings
+from protfit.config import ConfigError, RunConfig, TrainConfig, ignored_settings, with_learning_rate
 from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
 from protfit.data.loading import DatasetSplits, load_dataset_splits
 from protfit.models.embedding_cache import cached_loaders, uses_embedding_cache
@@ -26,7 +26,13 @@ from protfit.models.protein_model import ProteinModel, build_model
 from protfit.plugins import Plugin, PluginList
 from protfit.registry import PLUGINS
 from protfit.training.evaluation import LabelScaling, loss_function
-from protfit.training.lr_range_test import RangeTestResult, resolve_auto_learning_rate
+from protfit.training.lr_range_test import (
+    PLACEHOLDER_LR,
+    SUGGESTION_RULES,
+    RangeTestResult,
+    RangeTestSettings,
+    run_range_test,
+)
 from protfit.training.optim import build_optimizer, parameter_groups
 from protfit.training.schedulers import build_scheduler
 
@@ -138,17 +144,24 @@ def setup_run(
     """Data, model after the method, loaders (embedding cache included), optimizer, scheduler.
 
     ``splits`` replaces the configured data (the shuffled-label baseline, cross-validation folds);
-    ``plugins`` are added after the ones the config and the method bring.
+    ``plugins`` are added after the ones the config and the method bring. With
+    ``train.learning_rate=auto`` the rate is resolved first (:func:`resolve_auto_learning_rate`) and
+    the run is built from a new config that carries it (``parts.cfg``; ``cfg`` itself is never changed).
     """
     # Device and method checks first: a run that cannot work here (QLoRA on CPU, fp16 without a GPU)
     # stops before any data or weights are read.
     accelerator = build_accelerator(cfg.train)
     check_method_requirements(cfg)
-    if cfg.train.learning_rate == "auto" and accelerator.num_processes > 1:
-        raise ConfigError(
-            "train.learning_rate=auto runs the range test in one process; run `protfit lr-find CONFIG` "
-            "first and set train.learning_rate to its suggestion"
-        )
+    lr_find = None
+    if cfg.train.learning_rate == "auto":
+        if accelerator.num_processes > 1:
+            raise ConfigError(
+                "train.learning_rate=auto runs the range test in one process; run `protfit lr-find CONFIG` "
+                "first and set train.learning_rate to its suggestion"
+            )
+        # Before anything of the real run is built: every plug-in then sees a number (layer-wise LR
+        # decay multiplies it), never the string "auto".
+        cfg, lr_find = resolve_auto_learning_rate(cfg, splits=splits, plugins=plugins)
     if warn_ignored:
         for key, reason in ignored_settings(cfg):
             logger.warning("%s is set but ignored: %s", key, reason)
@@ -182,6 +195,7 @@ def setup_run(
         scaling=LabelScaling.fit(splits.train.frame, cfg.data.problem_type),
         plugins=PluginList([*config_plugins(cfg), *model.training_plugins, *(plugins or [])]),
         steps_per_epoch=steps_per_epoch,
+        lr_find=lr_find,
     )
     # Plug-ins adjust the model after the method (a method sets requires_grad wholesale; partial
     # freezing, re-initialisation and dropout changes refine it) and before the cache decision.
@@ -201,11 +215,6 @@ def setup_run(
             parts.loaders, parts.embedding_cache = _cached_loaders(parts)
     parts.stats = model_statistics(parts.model)
 
-    if cfg.train.learning_rate == "auto":
-        # The range test needs the model, loaders (cache included) and loss built above and runs on
-        # a throw-away optimizer; the real optimizer and the schedule below get its suggestion.
-        parts.lr_find = resolve_auto_learning_rate(parts)
-
     # Parameter groups, then the optimizer; plug-ins may wrap it (Lookahead) or replace it together
     # with model and loader (DP-SGD); the scheduler is built last, on the optimizer that will step.
     groups = parts.plugins.param_groups(parts, parameter_groups(parts.model, cfg.train))
@@ -214,6 +223,34 @@ def setup_run(
     parts.scheduler = build_scheduler(parts.optimizer, cfg.train.scheduler, parts.total_steps)
     _prepare(parts)
     return parts
+
+
+def resolve_auto_learning_rate(
+    cfg: RunConfig,
+    *,
+    splits: DatasetSplits | None = None,
+    plugins: list[Plugin] | None = None,
+    settings: RangeTestSettings | None = None,
+) -> tuple[RunConfig, RangeTestResult]:
+    """train.learning_rate=auto: the range test on a throw-away setup of the run (built with a
+    placeholder rate: only the ratios between parameter groups matter, the ramp sets the rate), and a
+    new config carrying the suggestion."""
+    probe = setup_run(
+        with_learning_rate(cfg, PLACEHOLDER_LR), splits=splits, plugins=plugins, warn_ignored=False
+    )
+    result = run_range_test(probe, probe.optimizer, PLACEHOLDER_LR, settings or RangeTestSettings())
+    logger.info(
+        "train.learning_rate=auto: range test %.0e..%.0e over %d steps (%s) suggests %.3g (%s)",
+        result.start_lr,
+        result.end_lr,
+        len(result.learning_rates),
+        result.stopped,
+        result.suggestion,
+        SUGGESTION_RULES[result.rule],
+    )
+    if result.note:
+        logger.warning("train.learning_rate=auto: %s", result.note)
+    return with_learning_rate(cfg, result.suggestion), result
 
 
 def _cached_loaders(parts: RunParts) -> tuple[dict[str, Any], dict[str, Any]]:

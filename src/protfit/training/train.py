@@ -31,6 +31,7 @@ from protfit.metrics import targets_from_frame
 from protfit.models.methods import format_model_statistics
 from protfit.models.protein_model import load_trainable_state_dict
 from protfit.plugins import Plugin
+from protfit.registry import plugin_modules
 from protfit.report.baselines import BaselineResult, fit_sanity_baselines
 from protfit.report.confidence import metrics_with_intervals
 from protfit.report.run_dir import (
@@ -38,6 +39,7 @@ from protfit.report.run_dir import (
     RunLock,
     create_run_dir,
     ensure_writable,
+    load_run_plugins,
     write_json,
 )
 from protfit.report.summary import report
@@ -163,6 +165,7 @@ def resume_config(run_dir: Path, overrides: list[str] | None) -> RunConfig:
     """The run's own config with the overrides a resumed run may take (RESUMABLE_KEYS)."""
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a protfit run folder (no {CONFIG_FILE})")
+    load_run_plugins(run_dir)
     refused = [
         item for item in overrides or [] if not item.split("=", 1)[0].strip().startswith(RESUMABLE_KEYS)
     ]
@@ -243,6 +246,8 @@ def write_run_files(parts: RunParts, run_dir: Path) -> None:
             "label_names": splits.label_names,
             "label_scaling": parts.scaling.as_dict(),
             "family": parts.unwrapped_model.backbone.family,
+            # imported again by eval / predict / export / protfit.load / --resume before the config
+            "plugin_modules": plugin_modules(),
         },
     )
     write_json(run_dir / "model_stats.json", parts.stats)

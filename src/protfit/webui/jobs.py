@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protfit.registry import plugin_modules
+
 # A tqdm line: "epoch 1/2 train:  33%|███▎      | 1/3 [00:01<00:02,  3.56it/s, loss=1.0641, lr=3.00e-03, step=1]"
 _PROGRESS = re.compile(
     r"(?P<stage>[^\r\n]*?):\s+(?P<percent>\d+)%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)\s*"
@@ -60,6 +62,12 @@ def parse_progress(line: str) -> Progress | None:
     )
 
 
+def plugins_option() -> list[str]:
+    """``--plugins a,b`` for the user plug-in modules this process imported, or nothing."""
+    modules = plugin_modules()
+    return ["--plugins", ",".join(modules)] if modules else []
+
+
 class Job:
     """One `python -m protfit ARGS` subprocess with its output teed into ``log_path``."""
 
@@ -74,7 +82,8 @@ class Job:
         self.lines: list[str] = []
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "protfit", *argv],
+            # the UI's own plug-in modules (its --plugins) are the run's too
+            [sys.executable, "-m", "protfit", *argv, *plugins_option()],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
