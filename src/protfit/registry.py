@@ -188,6 +188,11 @@ SCHEDULERS: Registry = Registry(
     ("protfit.training.schedulers",),
     ("none", "constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"),
 )
+# Per-sequence features concatenated to the pooled vector (model.extra_features); each entry is
+# ``(cfg, frames, state, progress) -> (values per split, state)``.
+FEATURES: Registry = Registry(
+    "extra feature", "model.extra_features", ("protfit.models.zero_shot",), ("zero_shot",)
+)
 # Light modules (torch is imported inside the functions that compute or build).
 METRICS: Registry = Registry("metric", "evaluation.metrics", ("protfit.metrics",))
 FAMILIES: Registry = Registry("model family", "model.family", ("protfit.models.families",))
@@ -226,6 +231,7 @@ def list_registries() -> dict[str, Registry]:
         "methods": METHODS,
         "poolers": POOLERS,
         "heads": HEADS,
+        "features": FEATURES,
         "schedulers": SCHEDULERS,
         "metrics": METRICS,
         "families": FAMILIES,
