@@ -4,6 +4,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from protfit.cli import main
@@ -155,3 +156,58 @@ def test_overrides_may_follow_an_option(monkeypatch):
     assert seen["overrides"] == ["train.epochs=3"] and seen["resume"] == "RUN"
     with pytest.raises(SystemExit):
         cli.main(["train", "run.yaml", "--bogus", "x"])
+
+
+def test_score_writes_zero_shot_scores_and_says_which_reference(tmp_path, capsys):
+    fasta = tmp_path / "variants.fasta"
+    fasta.write_text(">wt\nMKTAYIAKQR\n>y5w\nMKTAWIAKQR\n>short\nMKTAYIA\n")
+    out = tmp_path / "scores.csv"
+    argv = [
+        "score",
+        "tiny-bert",
+        str(fasta),
+        "-o",
+        str(out),
+        "--reference",
+        "MKTAYIAKQR",
+        "--batch-size",
+        "4",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "reference: the given sequence (--reference) (10 residues)" in printed
+    table = pd.read_csv(out)
+    assert table["method"].tolist() == ["masked_marginal", "masked_marginal", "pll_difference"]
+    assert table["zero_shot_score"][0] == 0.0 and table["substitutions"].tolist()[:2] == [0, 1]
+    # without --reference a bare model scores against the input's own consensus
+    assert main(["score", "tiny-bert", str(fasta), "-o", str(out)]) == 0
+    assert "consensus of the 2 input sequences of length 10" in capsys.readouterr().out
+
+
+def test_score_a_run_folder_uses_its_data_reference_sequence(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "validation", "test"):
+        (data / f"{split}.csv").write_text("aa_seq,label\nMKTAYIAKQR,1.0\nMKTAWIAKQR,0.5\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        f"data: {{path: {data}, problem_type: regression, reference_sequence: MKTAWIAKQR}}\n"
+        "model: {name: onehot, zero_shot_model: tiny-bert}\n"
+    )
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(run), str(data / "test.csv"), "-o", str(out)]) == 0
+    assert "reference: data.reference_sequence (10 residues)" in capsys.readouterr().out
+    assert pd.read_csv(out)["substitutions"].tolist() == [1, 0]
+
+
+def test_score_refuses_models_without_masked_lm_and_bad_references_in_one_line(tmp_path, capsys):
+    fasta = tmp_path / "two.fasta"
+    fasta.write_text(">a\nMKTAYIAKQR\n>b\nMKTAWIAKQR\n")
+    out = str(tmp_path / "scores.csv")
+    assert main(["score", "onehot", str(fasta), "-o", out]) == 2
+    assert "one-hot encoder" in capsys.readouterr().err
+    assert main(["score", "tiny-bert", str(fasta), "-o", out, "--reference", str(fasta)]) == 2
+    assert "holds 2 sequences; give a file with exactly one" in capsys.readouterr().err
+    assert main(["score", "tiny-bert", str(fasta), "-o", out, "--reference", "MKT-1"]) == 2
+    assert "neither a file nor a sequence" in capsys.readouterr().err

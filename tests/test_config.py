@@ -143,6 +143,7 @@ def test_a_validated_config_cannot_be_changed_only_replaced(tmp_path):
         ("model.head.type=mlpp", "'model.head.type': unknown head 'mlpp'"),
         ("train.scheduler.name=cosin", "'train.scheduler.name': unknown scheduler 'cosin'"),
         ("model.family=esn", "'model.family': unknown model family 'esn'"),
+        ("model.extra_features=[zeroshot]", "'model.extra_features': unknown extra feature 'zeroshot'"),
     ],
 )
 def test_registry_names_are_checked_at_the_edge(tmp_path, override, message):
@@ -239,3 +240,38 @@ def test_every_config_field_has_a_description():
                 undescribed.append(f"{prefix}{name} ({model.__name__})")
     assert len(seen) > 30  # the walk reached the nested sections (regularization, sweep parameters)
     assert not undescribed, f"config fields without a description: {', '.join(sorted(undescribed))}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.reference_sequence=MKT1"], "data.reference_sequence must be residue letters.*found 1"),
+        (["model.name=onehot", "model.extra_features=[zero_shot]"], "needs a masked language model"),
+        (["evaluation.baselines.zero_shot=true", "model.name=onehot"], "set model.zero_shot_model"),
+        (
+            ["evaluation.baselines.zero_shot=true", "data.problem_type=multi_label_classification"],
+            "cannot rank several labels",
+        ),
+        (["evaluation.baselines.zero_shot=maybe"], "evaluation.baselines.zero_shot"),
+    ],
+)
+def test_zero_shot_settings_are_checked_at_the_edge(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, BASE), overrides)
+
+
+def test_zero_shot_settings_parse(tmp_path):
+    cfg = load_config(
+        write(tmp_path, BASE),
+        [
+            "data.reference_sequence=mktay",
+            "model.name=onehot",
+            "model.zero_shot_model=antiberty",
+            "model.extra_features=[zero_shot]",
+            "evaluation.baselines.zero_shot=false",
+        ],
+    )
+    assert cfg.data.reference_sequence == "MKTAY"
+    assert cfg.model.zero_shot_scorer == "antiberty" and cfg.model.extra_features == ["zero_shot"]
+    assert cfg.evaluation.baselines.zero_shot is False
+    assert load_config(write(tmp_path, BASE)).model.zero_shot_scorer == "tiny-esm2"

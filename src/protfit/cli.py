@@ -128,6 +128,63 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"{len(table)} predictions written to {args.output}")
 
 
+def _score(args: argparse.Namespace) -> None:
+    from protfit.config import DataConfig, load_config
+    from protfit.data.loading import load_dataset_splits, read_sequences
+    from protfit.models.zero_shot import Reference, ZeroShotScorer, choose_reference, run_reference
+    from protfit.report.run_dir import CONFIG_FILE, ensure_output_file
+
+    ensure_output_file(args.output, "-o")
+    run = Path(args.model)
+    if (run / CONFIG_FILE).is_file():
+        cfg = load_config(run / CONFIG_FILE)
+        model, data = cfg.model.zero_shot_scorer, cfg.data
+    else:
+        cfg, model = None, args.model
+        data = DataConfig(path=".", problem_type="regression", max_seq_len=None)
+    scorer = ZeroShotScorer(model, batch_size=args.batch_size, progress=True)  # refuses non-MLMs first
+    frame = read_sequences(args.input, data)
+    if args.reference is not None:
+        given = (
+            "the sequence in " + args.reference if Path(args.reference).is_file() else "the given sequence"
+        )
+        reference = Reference(_reference_sequence(args.reference, data), "given", f"{given} (--reference)")
+    elif cfg is not None:
+        reference = run_reference(cfg, load_dataset_splits(cfg.data).train.frame["aa_seq"].tolist())
+    else:
+        reference = choose_reference(frame["aa_seq"].tolist(), "input sequences")
+    print(f"reference: {reference.describe()}")
+    scores = scorer.score(frame["aa_seq"].tolist(), reference)
+    scores.frame(frame).to_csv(args.output, index=False)
+    counts = {method: scores.methods.count(method) for method in sorted(set(scores.methods))}
+    print(
+        f"{len(frame)} zero-shot scores of {model} written to {args.output} "
+        f"({', '.join(f'{count} {method}' for method, count in counts.items())})"
+    )
+
+
+def _reference_sequence(text: str, data: object) -> str:
+    """``--reference``: a sequence, or a file (FASTA, CSV, ...) holding exactly one."""
+    from protfit.config import REFERENCE_RESIDUES
+    from protfit.data.loading import read_sequences
+
+    if Path(text).is_file():
+        sequences = read_sequences(text, data)["aa_seq"].tolist()  # type: ignore[arg-type]
+        if len(sequences) != 1:
+            raise ValueError(
+                f"--reference {text}: holds {len(sequences)} sequences; give a file with exactly one"
+            )
+        return sequences[0]
+    sequence = text.strip().upper()
+    unknown = sorted(set(sequence) - set(REFERENCE_RESIDUES))
+    if unknown:
+        raise ValueError(
+            f"--reference: '{text[:30]}' is neither a file nor a sequence (letters {''.join(unknown)} are no residues)"
+        )
+    max_len = getattr(data, "max_seq_len", None)
+    return sequence[:max_len] if max_len is not None else sequence
+
+
 def _export(args: argparse.Namespace) -> None:
     from protfit.export import export_run
 
@@ -346,6 +403,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", help="FASTA or CSV/TSV/JSON/parquet file with sequences")
     predict.add_argument("-o", "--output", required=True, help="CSV file to write")
     predict.set_defaults(handler=_predict)
+
+    score = commands.add_parser(
+        "score",
+        help="zero-shot masked-LM scores of variants against a reference (no training; docs/zero_shot.md)",
+    )
+    score.add_argument(
+        "model", metavar="MODEL_OR_RUN", help="masked LM (alias, folder, hub id) or a run folder"
+    )
+    score.add_argument("input", help="FASTA or CSV/TSV/JSON/parquet file with sequences")
+    score.add_argument("-o", "--output", required=True, help="CSV file to write")
+    score.add_argument(
+        "--reference",
+        metavar="SEQ|FILE",
+        help="reference sequence, or a file with one; default: a run's data.reference_sequence, else the "
+        "most common (else consensus) training sequence of a run, or of the input for a bare model",
+    )
+    score.add_argument(
+        "--batch-size", type=int, default=32, metavar="N", help="masked copies per forward pass (default 32)"
+    )
+    score.set_defaults(handler=_score)
 
     export = commands.add_parser(
         "export", help="write a trained run as a standalone Hugging Face model (adapters merged)"

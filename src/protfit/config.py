@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from protfit.registry import (
     FAMILIES,
+    FEATURES,
     HEADS,
     METHODS,
     PLUGINS,
@@ -31,6 +32,9 @@ from protfit.regularization.config import (
     assemble_regularization_config,
     check_regularization,
 )
+
+# The residue letters the data validation accepts (20 standard, X, and the rare/ambiguous B Z U O).
+REFERENCE_RESIDUES = "ACDEFGHIKLMNPQRSTVWYXBZUO"
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 
@@ -118,6 +122,26 @@ class DataConfig(_Section):
     num_workers: int = Field(
         0, ge=0, description="Data-loading worker processes; 0: load batches in the training process"
     )
+    reference_sequence: str | None = Field(
+        None,
+        description="Reference (wild-type) sequence that zero-shot scores compare variants with "
+        "(truncated like the data); None: the most common training sequence, else the per-position "
+        "consensus of the training sequences",
+    )
+
+    @field_validator("reference_sequence")
+    @classmethod
+    def _reference_residues(cls, sequence: str | None) -> str | None:
+        if sequence is None:
+            return None
+        sequence = sequence.strip().upper()
+        unknown = sorted(set(sequence) - set(REFERENCE_RESIDUES))
+        if not sequence or unknown:
+            raise ValueError(
+                f"data.reference_sequence must be residue letters ({REFERENCE_RESIDUES}); "
+                f"found {''.join(unknown) or 'nothing'}"
+            )
+        return sequence
 
     @model_validator(mode="after")
     def _labels_consistent(self) -> DataConfig:
@@ -247,6 +271,17 @@ class ModelConfig(_Section):
         description="Frozen backbone (method freeze): compute its outputs once, store them on disk "
         "(PROTFIT_CACHE/embeddings) and train the pooler and head on them; false: run the backbone every batch",
     )
+    extra_features: list[str] = Field(
+        default_factory=list,
+        description="Per-sequence features concatenated (standardised on train) to the pooled vector "
+        "before the head: zero_shot (the masked-LM score against data.reference_sequence; one-hot + "
+        "zero_shot is Hsu et al. 2022's augmented model)",
+    )
+    zero_shot_model: str | None = Field(
+        None,
+        description="Masked language model (ESM or BERT family, e.g. antiberty) that computes zero-shot "
+        "scores for model.extra_features and the zero_shot baseline; None: the run's own model.name",
+    )
     head: HeadConfig = Field(default_factory=HeadConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     ses: SesConfig = Field(default_factory=SesConfig)
@@ -265,6 +300,18 @@ class ModelConfig(_Section):
     @classmethod
     def _known_pooler(cls, name: str) -> str:
         return _registered(POOLERS, name)
+
+    @field_validator("extra_features")
+    @classmethod
+    def _known_features(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"model.extra_features names a feature twice: {names}")
+        return [_registered(FEATURES, name) for name in names]
+
+    @property
+    def zero_shot_scorer(self) -> str:
+        """The masked language model that computes zero-shot scores."""
+        return self.zero_shot_model or self.name
 
     @property
     def structure_inputs(self) -> list[str]:
@@ -362,6 +409,12 @@ class BaselineConfig(_Section):
         "composition) on the test set next to the model",
     )
     shuffled_labels: bool = Field(False, description="Also train this model on shuffled labels (costs a run)")
+    zero_shot: Literal["auto", True, False] = Field(
+        "auto",
+        description="Zero-shot masked-LM score of the test sequences as a baseline (and one-hot + score "
+        "ridge): auto: when every sequence has the reference's length and a masked LM is at hand; "
+        "true: also for other lengths (pseudo-log-likelihood, one forward pass per residue); false: off",
+    )
 
 
 class EvaluationConfig(_Section):
@@ -443,7 +496,31 @@ class RunConfig(_Section):
                 f"choose 'loss' or one of {allowed}"
             )
         check_regularization(self)
+        self._check_zero_shot()
         return self
+
+    def _check_zero_shot(self) -> None:
+        wanted = [
+            key
+            for key, on in (
+                ("model.extra_features=[zero_shot]", "zero_shot" in self.model.extra_features),
+                ("evaluation.baselines.zero_shot=true", self.evaluation.baselines.zero_shot is True),
+            )
+            if on
+        ]
+        if wanted and self.model.zero_shot_scorer.lower() == "onehot":
+            raise ValueError(
+                f"{wanted[0]} needs a masked language model to score with, and model.name is onehot; "
+                "set model.zero_shot_model (e.g. antiberty)"
+            )
+        if (
+            self.evaluation.baselines.zero_shot is True
+            and self.data.problem_type == "multi_label_classification"
+        ):
+            raise ValueError(
+                "evaluation.baselines.zero_shot=true: one score per sequence cannot rank several labels "
+                "(regression or two-class classification only)"
+            )
 
     @property
     def metric_names(self) -> list[str]:

@@ -21,6 +21,7 @@ from protfit.data.loading import read_sequences, validate_sequences
 from protfit.data.validation import VALIDATED
 from protfit.metrics import targets_from_frame
 from protfit.models.embedding_cache import cached_loader_if_present
+from protfit.models.extra_features import compute_extra_features
 from protfit.models.methods import apply_method
 from protfit.models.protein_model import ProteinModel, build_model, load_trainable_state_dict
 from protfit.report.confidence import metrics_with_intervals
@@ -46,6 +47,8 @@ class TrainedModel:
     run_dir: Path
     checkpoint: str = "best"
     checkpoint_epoch: int | None = None  # None: a checkpoint saved before epochs were recorded
+    # model.extra_features: how training computed each (reference, scoring model), from model_meta.json
+    extra_feature_states: dict[str, Any] | None = None
 
     @property
     def problem_type(self) -> str:
@@ -62,6 +65,7 @@ class TrainedModel:
             self.num_labels,
             structure_inputs=self.config.model.structure_inputs,
             source="the input sequences",
+            extra_features=self._extra_features(frame),
         )
         # A run that trained on cached features predicts from them where they exist (its test split):
         # predictions then equal test_predictions.csv exactly; other sequences run the backbone live.
@@ -69,6 +73,13 @@ class TrainedModel:
         if cached is not None:
             return cached
         return build_dataloader(dataset, self.config.data, shuffle=False, seed=0, collator=collator)
+
+    def _extra_features(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """model.extra_features of ``frame``, computed as training computed them (same reference)."""
+        if not self.config.model.extra_features:
+            return None
+        values, _ = compute_extra_features(self.config, {"input": frame}, self.extra_feature_states)
+        return values["input"]
 
     def _validated(self, sequences: list[str] | pd.DataFrame) -> pd.DataFrame:
         """Sequences and user frames get the same residue/label/structure checks and truncation as
@@ -217,6 +228,7 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
         run_dir=run_dir,
         checkpoint=checkpoint,
         checkpoint_epoch=epoch,
+        extra_feature_states=meta.get("extra_features"),
     )
 
 

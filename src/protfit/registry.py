@@ -263,6 +263,11 @@ SCHEDULERS: Registry = Registry(
     ("protfit.training",),
     ("none", "constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"),
 )
+# Per-sequence features concatenated to the pooled vector (model.extra_features); each entry is
+# ``(cfg, frames, state, progress) -> (values per split, state)``.
+FEATURES: Registry = Registry(
+    "extra feature", "model.extra_features", ("protfit.models.zero_shot",), ("zero_shot",)
+)
 # Light modules (torch is imported inside the functions that compute or build); the config reads
 # their names by importing them, so these name modules, not a package that also holds heavy ones.
 METRICS: Registry = Registry("metric", "evaluation.metrics", ("protfit.metrics",))
@@ -286,6 +291,7 @@ def list_registries() -> dict[str, Registry]:
         "methods": METHODS,
         "poolers": POOLERS,
         "heads": HEADS,
+        "features": FEATURES,
         "schedulers": SCHEDULERS,
         "metrics": METRICS,
         "families": FAMILIES,

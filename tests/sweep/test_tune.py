@@ -100,3 +100,26 @@ def test_an_overfitting_start_adds_regularizers_to_the_search_space(tmp_path):
         "regularization.ema.enabled"
         not in search_space(build_config(raw), 1e-3, found, Diagnosis("none")).params
     )
+
+
+def test_equal_length_variants_with_a_scoring_model_search_the_zero_shot_feature(tmp_path):
+    from protfit.config import build_config
+    from protfit.sweep.config import CategoricalParam
+    from protfit.sweep.space import check_space
+    from protfit.sweep.tune_space import Diagnosis, search_space
+
+    raw = {
+        "data": {"path": str(tmp_path), "problem_type": "regression", "max_seq_len": 20},
+        "model": {"name": "onehot", "pooler": "flatten", "zero_shot_model": "tiny-esm2"},
+    }
+    found = {"suggested_lr": 1e-3, "trusted": True, "end_lr": 1.0}
+    space = search_space(build_config(raw), 1e-3, found, Diagnosis("none", equal_lengths=True))
+    assert space.params["model.extra_features"]["choices"] == [[], ["zero_shot"]]
+    assert space.start["model.extra_features"] == []
+    param = CategoricalParam(**space.params["model.extra_features"])
+    check_space({"model.extra_features": param}, raw, "tune")  # every choice is a valid run config
+    other_lengths = Diagnosis("none", equal_lengths=False)
+    assert "model.extra_features" not in search_space(build_config(raw), 1e-3, found, other_lengths).params
+    del raw["model"]["zero_shot_model"]
+    equal = Diagnosis("none", equal_lengths=True)
+    assert "model.extra_features" not in search_space(build_config(raw), 1e-3, found, equal).params

@@ -42,6 +42,15 @@ def test_widgets_follow_field_types_defaults_limits_and_choices() -> None:
     )
     assert specs["model.embedding_cache"].info.startswith("Frozen backbone")
     assert not {"data.path", "output.dir", "output.name", "output.overwrite"} & set(specs)
+    extra = specs["model.extra_features"]
+    assert (extra.kind, extra.choices, extra.default) == ("multiselect", ("zero_shot",), [])
+    zero_shot = specs["evaluation.baselines.zero_shot"]
+    assert (zero_shot.kind, zero_shot.choices, zero_shot.default) == (
+        "dropdown",
+        ("auto", True, False),
+        "auto",
+    )
+    assert specs["model.zero_shot_model"].kind == "text" and specs["data.reference_sequence"].kind == "text"
 
 
 def test_options_show_only_for_the_choices_that_use_them() -> None:
@@ -94,6 +103,22 @@ def test_values_become_a_short_config_without_hidden_options() -> None:
     )
 
 
+def test_the_augmented_model_and_the_zero_shot_switch_come_from_the_form() -> None:
+    specs = schema.field_specs()
+    values = form_values(
+        model__name="onehot",
+        model__pooler="flatten",
+        model__extra_features=["zero_shot"],
+        model__zero_shot_model="antiberty",
+        evaluation__baselines__zero_shot=False,
+    )
+    raw = schema.values_to_raw(specs, values)
+    raw["data"]["path"] = "x"
+    config = schema.build(raw)
+    assert config.model.extra_features == ["zero_shot"] and config.model.zero_shot_scorer == "antiberty"
+    assert config.evaluation.baselines.zero_shot is False
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -102,6 +127,7 @@ def test_values_become_a_short_config_without_hidden_options() -> None:
         {"train__scheduler__name": "step", "train__scheduler__gamma": 2.0},
         {"train__early_stopping__patience": "soon"},
         {"model__method": "ses_adapter", "model__ses__num_heads": 3},
+        {"model__name": "onehot", "model__extra_features": ["zero_shot"]},
     ],
 )
 def test_refused_with_the_message_of_build_config(changes: dict[str, object]) -> None:

@@ -52,7 +52,8 @@ class EncodedDataset(Dataset):
     """A split frame paired with its tokenized sequences; item ``i`` is row ``i`` of the frame.
 
     Items are dicts ``input_ids``, ``residue_mask``, ``label`` (None when the frame has no ``label``
-    column) and ``index`` (the row position in the frame, carried through to predictions).
+    column) and ``index`` (the row position in the frame, carried through to predictions), and
+    ``extra_features`` (K,) when given (model.extra_features, one row per frame row).
 
     ``structure_inputs`` (``foldseek``, ``ss8``; what ``ModelConfig.structure_inputs`` selects) adds
     ``foldseek_ids`` / ``ss8_ids``: the frame's structure strings as token ids aligned to
@@ -69,6 +70,7 @@ class EncodedDataset(Dataset):
         *,
         structure_inputs: Sequence[str] = (),
         source: str = "the data",
+        extra_features: np.ndarray | None = None,
     ) -> None:
         if len(frame) != len(tokenized):
             raise ValueError(f"{len(frame)} rows but {len(tokenized)} tokenized sequences")
@@ -80,6 +82,9 @@ class EncodedDataset(Dataset):
         self.structure: dict[str, list[list[int]]] = {
             structure_batch_key(kind): self._structure_ids(frame, kind, source) for kind in structure_inputs
         }
+        if extra_features is not None and len(extra_features) != len(frame):
+            raise ValueError(f"{len(frame)} rows but {len(extra_features)} rows of extra features")
+        self.extra_features = extra_features
 
     def _structure_ids(self, frame: pd.DataFrame, kind: str, source: str) -> list[list[int]]:
         column = STRUCTURE_COLUMNS[kind]
@@ -113,6 +118,7 @@ class EncodedDataset(Dataset):
             "label": None if self.labels is None else self.labels[index],
             "index": index,
             **{key: ids[index] for key, ids in self.structure.items()},
+            **({} if self.extra_features is None else {"extra_features": self.extra_features[index]}),
         }
 
 
@@ -255,6 +261,7 @@ class ProteinCollator:
                 for row, item in enumerate(items):
                     ids[row, : len(item[key])] = torch.as_tensor(item[key], dtype=torch.long)
                 batch[key] = ids
+        add_extra_features(batch, items)
         labels = [item.get("label") for item in items]
         if any(label is not None for label in labels):
             if any(label is None for label in labels):
@@ -271,6 +278,13 @@ class ProteinCollator:
         for row, indices in enumerate(labels):
             multi_hot[row, list(indices)] = 1.0
         return multi_hot
+
+
+def add_extra_features(batch: dict[str, torch.Tensor], items: list[dict[str, Any]]) -> None:
+    """``extra_features`` (B, K) float32 from the items that carry them (model.extra_features)."""
+    if "extra_features" in items[0]:
+        values = np.stack([np.asarray(item["extra_features"], dtype=np.float32) for item in items])
+        batch["extra_features"] = torch.from_numpy(values)
 
 
 def build_dataloader(

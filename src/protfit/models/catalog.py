@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from protfit.registry import FAMILIES, HEADS, METHODS, METRICS, PLUGINS, POOLERS, SCHEDULERS, Registry
+from protfit.registry import (
+    FAMILIES,
+    FEATURES,
+    HEADS,
+    METHODS,
+    METRICS,
+    PLUGINS,
+    POOLERS,
+    SCHEDULERS,
+    Registry,
+)
 
 SECTIONS: list[tuple[str, Registry]] = [
     ("Training methods (model.method)", METHODS),
     ("Poolers (model.pooler)", POOLERS),
     ("Heads (model.head.type)", HEADS),
+    ("Extra features (model.extra_features)", FEATURES),
     ("Schedulers (train.scheduler.name)", SCHEDULERS),
     ("Metrics (evaluation.metrics)", METRICS),
     ("Training plug-ins", PLUGINS),

@@ -44,7 +44,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from protfit.config import DataConfig, RunConfig
-from protfit.data.batching import LengthBucketSampler, ProteinCollator, TokenizedSequence, build_dataloader
+from protfit.data.batching import (
+    LengthBucketSampler,
+    ProteinCollator,
+    TokenizedSequence,
+    add_extra_features,
+    build_dataloader,
+)
 from protfit.models.aliases import cache_root, resolve_model_source, staged_folder
 from protfit.models.protein_model import ProteinModel
 
@@ -289,9 +295,12 @@ class CachedFeatureDataset(Dataset):
     """Items of a cache entry plus the split's labels; ``lengths`` drive the same length bucketing as
     the token batches, so a cached run sees the same batches, step for step, as an uncached one."""
 
-    def __init__(self, features: CachedFeatures, labels: list[Any] | None) -> None:
+    def __init__(
+        self, features: CachedFeatures, labels: list[Any] | None, extra_features: np.ndarray | None = None
+    ) -> None:
         if labels is not None and len(labels) != len(features):
             raise ValueError(f"{len(features)} cached sequences but {len(labels)} labels")
+        self.extra_features = extra_features
         self.folder = features.folder
         self.kind = features.kind
         self.lengths = features.lengths.tolist()
@@ -317,6 +326,8 @@ class CachedFeatureDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         features, residue_mask = self._arrays()
         item: dict[str, Any] = {"label": None if self.labels is None else self.labels[index], "index": index}
+        if self.extra_features is not None:
+            item["extra_features"] = self.extra_features[index]
         if self.kind == "pooled":
             item["pooled"] = features[index]
         else:
@@ -356,6 +367,7 @@ class CachedFeatureCollator:
                 attention_mask[row, :length] = 1
             batch = {"hidden_states": hidden, "residue_mask": residue_mask, "attention_mask": attention_mask}
         batch["index"] = torch.as_tensor([item["index"] for item in items], dtype=torch.long)
+        add_extra_features(batch, items)
         labels = [item["label"] for item in items]
         if any(label is not None for label in labels):
             batch["labels"] = self._labels(labels)
@@ -385,7 +397,7 @@ def cached_loaders(
             progress=cfg.train.progress,
         )
         sampler = loader.batch_sampler
-        features_dataset = CachedFeatureDataset(entries[name], dataset.labels)
+        features_dataset = CachedFeatureDataset(entries[name], dataset.labels, dataset.extra_features)
         collator = CachedFeatureCollator(cfg.data.problem_type, dataset.num_labels)
         replaced[name] = build_dataloader(
             features_dataset, cfg.data, shuffle=sampler.shuffle, seed=sampler.seed, collator=collator
@@ -407,7 +419,11 @@ def cached_loader_if_present(model: ProteinModel, cfg: RunConfig, dataset: Any) 
         return None
     collator = CachedFeatureCollator(cfg.data.problem_type, dataset.num_labels)
     return build_dataloader(
-        CachedFeatureDataset(found, dataset.labels), cfg.data, shuffle=False, seed=0, collator=collator
+        CachedFeatureDataset(found, dataset.labels, dataset.extra_features),
+        cfg.data,
+        shuffle=False,
+        seed=0,
+        collator=collator,
     )
 
 

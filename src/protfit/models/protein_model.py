@@ -7,6 +7,7 @@ from torch import nn
 
 from protfit.config import RunConfig
 from protfit.models.backbone import Backbone, base_weight_quantization, load_backbone
+from protfit.models.extra_features import ExtraFeatureScaler
 from protfit.models.heads import build_head
 from protfit.models.poolers import build_pooler
 from protfit.models.sources import ModelError
@@ -20,11 +21,20 @@ class ProteinModel(nn.Module):
     ``model.train()``; the pooler and head still train.
     """
 
-    def __init__(self, backbone: Backbone, pooler: nn.Module, head: nn.Module) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        pooler: nn.Module,
+        head: nn.Module,
+        feature_scaler: ExtraFeatureScaler | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.pooler = pooler
         self.head = head
+        # model.extra_features: per-sequence numbers (batch key ``extra_features``) standardised and
+        # concatenated to the pooled vector before the head
+        self.feature_scaler = feature_scaler
         self._backbone_trainable = True
         # set by methods that need them: a module between backbone and pooler (structure adapter),
         # and training plug-ins (e.g. AdaLoRA's rank allocation after each optimizer step)
@@ -85,8 +95,16 @@ class ProteinModel(nn.Module):
             hidden_states = self.encode(input_ids, attention_mask)
         return self.pool(hidden_states, residue_mask, **structure)
 
-    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(**inputs))
+    def forward(self, extra_features: torch.Tensor | None = None, **inputs: torch.Tensor) -> torch.Tensor:
+        pooled = self.embed(**inputs)
+        if self.feature_scaler is not None:
+            if extra_features is None:
+                raise ValueError(
+                    f"this model reads the extra features {self.feature_scaler.names} (model.extra_features), "
+                    "but the batch carries none"
+                )
+            pooled = torch.cat([pooled, self.feature_scaler(extra_features).to(pooled.dtype)], dim=-1)
+        return self.head(pooled)
 
 
 def build_model(cfg: RunConfig, num_labels: int) -> ProteinModel:
@@ -99,15 +117,22 @@ def build_model(cfg: RunConfig, num_labels: int) -> ProteinModel:
             "has no CLS token; choose mean, attention1d or light_attention"
         )
     out_dim = 1 if cfg.data.problem_type == "regression" else num_labels
-    head = build_head(pooler.output_dim, out_dim, cfg.model.head)
-    return ProteinModel(backbone, pooler, head)
+    extra = list(cfg.model.extra_features)
+    head = build_head(pooler.output_dim + len(extra), out_dim, cfg.model.head)
+    return ProteinModel(backbone, pooler, head, ExtraFeatureScaler(extra) if extra else None)
 
 
 def trainable_state_dict(model: ProteinModel) -> dict[str, torch.Tensor]:
     """The parameters that train plus the pooler's and head's buffers (e.g. batch-norm statistics):
     what a checkpoint must hold to restore the model on top of the pretrained backbone."""
     state = {name: param.detach() for name, param in model.named_parameters() if param.requires_grad}
-    for prefix, module in (("pooler", model.pooler), ("head", model.head), ("adapter", model.adapter)):
+    modules = (
+        ("pooler", model.pooler),
+        ("head", model.head),
+        ("adapter", model.adapter),
+        ("feature_scaler", model.feature_scaler),
+    )
+    for prefix, module in modules:
         if module is None:
             continue
         for name, buffer in module.named_buffers(prefix=prefix):

@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from protfit.config import DEFAULT_MONITOR, BootstrapConfig
 from protfit.metrics import (
@@ -52,6 +53,13 @@ DEFAULT_LOGISTIC_C = 1.0
 # Regression predictions whose spread is below this share of the targets' spread are "constant":
 # a model that good-faith shrinks toward the mean would need a correlation below ~0.01 to get there.
 CONSTANT_SPREAD_SHARE = 0.01
+# The standardised zero-shot score enters the one-hot ridge multiplied by this, which divides the
+# penalty on its coefficient by its square (1e4): Hsu et al. 2022 leave the density feature of their
+# augmented model (nearly) unregularised while the one-hot weights are shrunk.
+ZERO_SHOT_SCORE_SCALE = 100.0
+# Metrics that do not depend on the score's scale or threshold: the only ones a log-likelihood ratio
+# can be judged by. mse/mae/r2 need calibrated values, accuracy/f1/mcc a class threshold.
+SCALE_FREE_METRICS = ("spearman", "pearson", "auroc")
 
 
 @dataclass
@@ -87,8 +95,13 @@ def _same_length(*frames: pd.DataFrame | None) -> bool:
     return len(lengths) == 1
 
 
-def _estimator(problem_type: str, strength: float, onehot_length: int | None):
-    """An unfitted pipeline: features (one-hot or composition) -> linear model of this strength."""
+def _amplify_score(values: np.ndarray) -> np.ndarray:
+    return values * ZERO_SHOT_SCORE_SCALE
+
+
+def _estimator(problem_type: str, strength: float, onehot_length: int | None, with_score: bool = False):
+    """An unfitted pipeline: features (one-hot or composition; with ``with_score`` one-hot plus a
+    zero-shot score in the last column) -> linear model of this strength."""
     if problem_type == REGRESSION:
         model = Ridge(alpha=strength)
     elif problem_type == SINGLE:
@@ -97,6 +110,12 @@ def _estimator(problem_type: str, strength: float, onehot_length: int | None):
         model = OneVsRestClassifier(LogisticRegression(C=strength, max_iter=2000))
     if onehot_length is not None:
         encoder = OneHotEncoder(categories=[list(RESIDUES)] * onehot_length, handle_unknown="ignore")
+        if with_score:
+            score = make_pipeline(StandardScaler(), FunctionTransformer(_amplify_score))
+            columns = ColumnTransformer(
+                [("onehot", encoder, list(range(onehot_length))), ("score", score, [onehot_length])]
+            )
+            return make_pipeline(columns, model)
         return make_pipeline(encoder, model)
     return make_pipeline(StandardScaler(), model)
 
@@ -121,6 +140,7 @@ def _fit_linear(
     onehot_length: int | None,
     selection_metric: str,
     threshold: float,
+    with_score: bool = False,
 ) -> tuple[Any, float, dict[float, float]]:
     """Fit one model per strength on train, keep the best on validation. Test is never touched."""
     grid = RIDGE_ALPHAS if problem_type == REGRESSION else LOGISTIC_CS
@@ -129,7 +149,7 @@ def _fit_linear(
     fitted: dict[float, Any] = {}
     scores: dict[float, float] = {}
     for strength in grid if has_validation else [default]:
-        estimator = _estimator(problem_type, strength, onehot_length)
+        estimator = _estimator(problem_type, strength, onehot_length, with_score)
         with warnings.catch_warnings():
             # a label constant in train (one-vs-rest) or a slow lbfgs finish is fine for a baseline
             warnings.simplefilter("ignore", UserWarning)
@@ -235,6 +255,80 @@ def fit_sanity_baselines(
     }
     results.append(result(name, description, outputs, details))
     return results
+
+
+def zero_shot_outputs(scores: np.ndarray, problem_type: str) -> np.ndarray:
+    """Regression: the score itself (higher = fitter). Two classes: the score as the probability of
+    class 1 (a logistic squash; only its order matters to AUROC, the one metric reported)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if problem_type == REGRESSION:
+        return scores
+    positive = 1.0 / (1.0 + np.exp(-scores))
+    return np.stack([1.0 - positive, positive], axis=1)
+
+
+def fit_zero_shot_baselines(
+    frames: dict[str, pd.DataFrame],
+    scores: dict[str, np.ndarray],
+    problem_type: str,
+    num_labels: int,
+    metric_names: list[str],
+    bootstrap: BootstrapConfig,
+    description: str,
+    threshold: float = 0.5,
+    selection_metric: str | None = None,
+) -> list[BaselineResult]:
+    """``zero_shot`` (the test scores as predictions, scale-free metrics only) and, when train has
+    scores and every sequence one length, ``onehot_zero_shot_linear``: the one-hot linear model with
+    the score as one more feature (Hsu et al. 2022's augmented model), strength chosen on validation.
+
+    ``frames`` and ``scores`` hold ``test`` and optionally ``train`` / ``validation``.
+    """
+    selection_metric = selection_metric or DEFAULT_MONITOR[problem_type]
+    targets = {name: targets_from_frame(frame, problem_type, num_labels) for name, frame in frames.items()}
+    shown = [name for name in metric_names if name in SCALE_FREE_METRICS]
+    left_out = [name for name in metric_names if name not in SCALE_FREE_METRICS]
+    note = (
+        f"; {', '.join(left_out)} left out: a log-likelihood ratio has no calibrated scale or class threshold"
+        if left_out
+        else ""
+    )
+    outputs = zero_shot_outputs(scores["test"], problem_type)
+    metrics = metrics_with_intervals(
+        shown, problem_type, outputs, targets["test"], num_labels, bootstrap, threshold
+    )
+    results = [BaselineResult("zero_shot", description + note, outputs, metrics, {"scores": scores["test"]})]
+    frame_list = [frames.get(name) for name in ("train", "validation", "test")]
+    if "train" not in scores or not _same_length(*frame_list):
+        return results
+    length = len(frames["train"]["aa_seq"].iloc[0])
+    features = {
+        name: np.column_stack([_residue_grid(frames[name]["aa_seq"].tolist()), scores[name].astype(object)])
+        for name in scores
+        if name in frames
+    }
+    estimator, strength, validation_scores = _fit_linear(
+        problem_type, num_labels, features, targets, length, selection_metric, threshold, with_score=True
+    )
+    parameter = "alpha" if problem_type == REGRESSION else "C"
+    chosen = f"{parameter}={strength:g}" + (
+        f" chosen on validation {selection_metric}" if validation_scores else ""
+    )
+    text = (
+        f"{_MODEL_NAMES[problem_type]} on position-wise one-hot ({length} positions) + the standardised "
+        f"zero-shot score (its coefficient nearly unpenalised), {chosen}"
+    )
+    outputs = _predict(estimator, features["test"], problem_type, num_labels)
+    augmented = BaselineResult(
+        "onehot_zero_shot_linear",
+        text,
+        outputs,
+        metrics_with_intervals(
+            metric_names, problem_type, outputs, targets["test"], num_labels, bootstrap, threshold
+        ),
+        {"estimator": estimator, "regularisation": {parameter: strength}},
+    )
+    return [*results, augmented]
 
 
 def _better(a: float, b: float, mode: str) -> bool:

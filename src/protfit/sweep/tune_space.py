@@ -24,6 +24,9 @@ The rules (also in docs/tuning.md), from the starting config, the range test and
   ``light_attention`` only when the start uses it: its two width-9 convolutions over the residue
   states cost ~36 H^2 FLOP per residue (4.7 GFLOP per 222-residue antibody at H = 512, ~100x the
   head), so one such trial takes as long as dozens of others on a CPU.
+* **zero-shot score as a feature**: for equal-length variants with ``model.zero_shot_model`` set, with
+  and without ``zero_shot`` in ``model.extra_features`` (Hsu et al. 2022's augmented model). Cheap:
+  the score of every variant is a lookup in one reference table, cached on disk for every trial.
 * **batch size**: half and double the start's where the training split still gives 20 batches an
   epoch at the larger size.
 """
@@ -140,6 +143,13 @@ def search_space(base: RunConfig, start_lr: float, range_test: dict[str, Any], d
         _choices(space, "model.pooler", base.model.pooler, poolers)
         space.why.append(
             f"a frozen backbone: the pooler ({', '.join(space.params['model.pooler']['choices'])})"
+        )
+    features = list(base.model.extra_features)
+    if diagnosis.equal_lengths and base.model.zero_shot_model is not None and "zero_shot" not in features:
+        _choices(space, "model.extra_features", features, [[*features, "zero_shot"]])
+        space.why.append(
+            f"variants of one length: with and without the zero-shot score of {base.model.zero_shot_model} "
+            "as a feature (model.extra_features)"
         )
     batch = base.data.batch_size
     if base.data.max_tokens_per_batch is None:  # a token budget decides the batches instead

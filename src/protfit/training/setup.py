@@ -21,8 +21,10 @@ from protfit.config import ConfigError, RunConfig, TrainConfig, ignored_settings
 from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
 from protfit.data.loading import DatasetSplits, load_dataset_splits
 from protfit.models.embedding_cache import cached_loaders, uses_embedding_cache
+from protfit.models.extra_features import compute_extra_features
 from protfit.models.methods import apply_method, check_method_requirements, model_statistics
 from protfit.models.protein_model import ProteinModel, build_model
+from protfit.models.zero_shot import masked_lm_family
 from protfit.plugins import Plugin, PluginList
 from protfit.registry import PLUGINS
 from protfit.training.evaluation import LabelScaling, loss_function
@@ -57,6 +59,8 @@ class RunParts:
     stats: dict[str, Any] = field(default_factory=dict)
     embedding_cache: dict[str, Any] | None = None
     lr_find: RangeTestResult | None = None  # the range test's result when train.learning_rate was auto
+    # model.extra_features: how each was computed (reference, scoring model), for model_meta.json
+    extra_feature_states: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_steps(self) -> int:
@@ -103,8 +107,14 @@ def optimizer_steps_per_epoch(loader: Any, epoch: int, accumulation: int, num_pr
     return math.ceil(math.ceil(len(sampler) / num_processes) / accumulation)
 
 
-def build_loaders(cfg: RunConfig, splits: DatasetSplits, model: ProteinModel) -> dict[str, Any]:
-    """Tokenized, length-bucketed loaders for each split; only the training one is shuffled."""
+def build_loaders(
+    cfg: RunConfig,
+    splits: DatasetSplits,
+    model: ProteinModel,
+    extra_features: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Tokenized, length-bucketed loaders for each split; only the training one is shuffled.
+    ``extra_features`` holds each split's (N, K) model.extra_features."""
     collator = ProteinCollator(model.backbone.pad_token_id, cfg.data.problem_type, splits.num_labels)
     loaders = {}
     for split in (splits.train, splits.validation, splits.test):
@@ -117,6 +127,7 @@ def build_loaders(cfg: RunConfig, splits: DatasetSplits, model: ProteinModel) ->
             splits.num_labels,
             structure_inputs=cfg.model.structure_inputs,
             source=split.source,
+            extra_features=(extra_features or {}).get(split.name),
         )
         loaders[split.name] = build_dataloader(
             dataset, cfg.data, shuffle=split.name == "train", seed=cfg.train.seed, collator=collator
@@ -174,7 +185,8 @@ def setup_run(
     # writes model files from rank 0 only); the others then load the finished folder.
     with accelerator.main_process_first():
         model = build_model(cfg, splits.num_labels)
-    loaders = build_loaders(cfg, splits, model)
+    extra, extra_states = _extra_features(cfg, splits, model)
+    loaders = build_loaders(cfg, splits, model, extra)
 
     # The method needs the run's optimizer-step count (AdaLoRA's rank schedule), which needs the
     # training loader: so loaders come before the method.
@@ -196,6 +208,7 @@ def setup_run(
         plugins=PluginList([*config_plugins(cfg), *model.training_plugins, *(plugins or [])]),
         steps_per_epoch=steps_per_epoch,
         lr_find=lr_find,
+        extra_feature_states=extra_states,
     )
     # Plug-ins adjust the model after the method (a method sets requires_grad wholesale; partial
     # freezing, re-initialisation and dropout changes refine it) and before the cache decision.
@@ -251,6 +264,21 @@ def resolve_auto_learning_rate(
     if result.note:
         logger.warning("train.learning_rate=auto: %s", result.note)
     return with_learning_rate(cfg, result.suggestion), result
+
+
+def _extra_features(
+    cfg: RunConfig, splits: DatasetSplits, model: ProteinModel
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """model.extra_features of every split, the scaler fitted on train; refuses a zero-shot scorer that
+    is no masked LM (evaluation.baselines.zero_shot=true included) before any training."""
+    if cfg.evaluation.baselines.zero_shot is True or "zero_shot" in cfg.model.extra_features:
+        masked_lm_family(cfg.model.zero_shot_scorer)
+    if model.feature_scaler is None:
+        return None, {}
+    frames = {split.name: split.frame for split in (splits.train, splits.validation, splits.test) if split}
+    values, states = compute_extra_features(cfg, frames, progress=cfg.train.progress)
+    model.feature_scaler.fit(values["train"])
+    return values, states
 
 
 def _cached_loaders(parts: RunParts) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -50,6 +50,7 @@ from protfit.training.evaluation import evaluate, write_predictions
 from protfit.training.loop import fit
 from protfit.training.lr_range_test import write_range_test
 from protfit.training.setup import RunParts, setup_run
+from protfit.training.zero_shot_baseline import zero_shot_baselines
 
 logger = logging.getLogger("protfit")
 
@@ -152,6 +153,11 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
             cfg.evaluation.bootstrap,
             cfg.evaluation.multi_label_threshold,
         )
+        zero_shot, skipped, scored = zero_shot_baselines(parts)
+        baselines += zero_shot
+        summary["skipped_baselines"] = skipped
+        if scored:
+            summary["zero_shot"] = scored
         if cfg.evaluation.baselines.shuffled_labels:
             baselines.append(shuffled_label_baseline(cfg, splits, run_dir))
     summary["wall_time_s"] = round(time.perf_counter() - started, 2)
@@ -248,6 +254,7 @@ def write_run_files(parts: RunParts, run_dir: Path) -> None:
             "family": parts.unwrapped_model.backbone.family,
             # imported again by eval / predict / export / protfit.load / --resume before the config
             "plugin_modules": plugin_modules(),
+            "extra_features": parts.extra_feature_states,
         },
     )
     write_json(run_dir / "model_stats.json", parts.stats)
