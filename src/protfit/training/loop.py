@@ -83,19 +83,17 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
         with ExitStack() as epoch_writes:
             with parts.plugins.evaluation_weights(state):
                 improved = validate_epoch(parts, state, stopper, val_targets, train_loss, padding, started)
+                # every process gathers (collective under FSDP / ZeRO-3); the main one writes
+                best_weights = trainable_weights(parts) if improved else None
                 if accelerator.is_main_process:
                     epoch_writes.enter_context(deferred_interrupts())
-                    if improved:
-                        save_checkpoint(
-                            checkpoints / "best",
-                            trainable_state_dict(parts.unwrapped_model),
-                            run_id=run_id,
-                            epoch=epoch,
-                        )
+                    if best_weights is not None:
+                        save_checkpoint(checkpoints / "best", best_weights, run_id=run_id, epoch=epoch)
+            last_weights = trainable_weights(parts)
             if accelerator.is_main_process:
                 save_checkpoint(
                     checkpoints / "last",
-                    trainable_state_dict(parts.unwrapped_model),
+                    last_weights,
                     optimizer=parts.optimizer,
                     scheduler=parts.scheduler,
                     progress={
