@@ -15,7 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from protfit.sweep.storage import counts
+from protfit.sweep.storage import claim_slot, counts, make_storage, open_study
 from protfit.sweep.study import open_sweep_folder, run_sweep
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -142,6 +142,24 @@ def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path, sweep_ra
     # resuming a finished sweep runs nothing more
     again = run_sweep(open_sweep_folder(folder), resume=True)
     assert len(again.study.get_trials()) == len(result.study.get_trials())
+
+
+def test_a_worker_started_later_runs_a_dead_workers_trial_again(tmp_path, make_sweep, capsys):
+    # a shared storage (here SQLite, so no server is needed) has Optuna's heartbeat on
+    study = {"storage": f"sqlite:///{tmp_path / 'shared.db'}", "name": "s"}
+    sweep = make_sweep(tmp_path, n_trials=2, study=study | {"heartbeat_interval": 1, "grace_period": 2})
+    storage = make_storage(sweep)
+    # a worker claims a slot and dies at once: its only heartbeat is the one recorded with the claim
+    dead = claim_slot(sweep, open_study(sweep, storage), storage)
+    time.sleep(3.5)  # SQLite's clock has whole seconds: more than the grace period by any rounding
+
+    result = run_sweep(sweep)
+    assert "0/2 trials finished, 2 to run\n" in capsys.readouterr().out  # the dead trial is one to run
+    trials = result.study.get_trials()
+    assert [trial.state for trial in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert trials[0]._trial_id == dead and trials[2].system_attrs["failed_trial"] == 0
+    # workers started by n_jobs read the folder's sweep.yaml: it keeps the heartbeat settings
+    assert open_sweep_folder(sweep.folder).config.study == sweep.config.study
 
 
 def test_a_new_sweep_into_an_existing_folder_is_refused(tmp_path, make_sweep):

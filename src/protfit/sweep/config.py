@@ -154,6 +154,27 @@ class StudyConfig(_Section):
         description="Optuna storage URL (e.g. postgresql://user@host/db) shared by workers on several "
         "machines; None: a SQLite file study.db inside the sweep folder",
     )
+    heartbeat_interval: int = Field(
+        10,
+        ge=1,
+        description="With a shared storage: seconds between the heartbeats a worker records for its "
+        "running trial (Optuna's heartbeat)",
+    )
+    grace_period: int = Field(
+        60,
+        ge=1,
+        description="With a shared storage: seconds without a heartbeat after which any worker marks a "
+        "running trial failed (its worker died) and queues its parameters again",
+    )
+
+    @model_validator(mode="after")
+    def _grace_after_heartbeat(self) -> StudyConfig:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"study.grace_period ({self.grace_period}) must exceed study.heartbeat_interval "
+                f"({self.heartbeat_interval}), or every trial would look dead between two heartbeats"
+            )
+        return self
 
 
 class SweepOutputConfig(_Section):
