@@ -6,7 +6,15 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from protfit.config import ConfigError, RunConfig, ignored_settings, load_config, save_config
+from protfit.config import (
+    ConfigError,
+    RunConfig,
+    build_config,
+    ignored_settings,
+    load_config,
+    rerun_config,
+    save_config,
+)
 from protfit.sweep.config import SweepConfig
 
 BASE = {
@@ -211,3 +219,23 @@ def test_every_config_field_has_a_description():
                 undescribed.append(f"{prefix}{name} ({model.__name__})")
     assert len(seen) > 30  # the walk reached the nested sections (regularization, sweep parameters)
     assert not undescribed, f"config fields without a description: {', '.join(sorted(undescribed))}"
+
+
+def test_a_rerun_of_a_sweep_trials_config_is_resumable_again():
+    # a sweep trial writes no `last` (it is re-run, never resumed); its config as a run of its own
+    # (`compare --recommend`, `tune`'s recommended.yaml and confirmation runs) should write it again
+    trial = {
+        "data": {"path": "x", "problem_type": "regression"},
+        "model": {"name": "onehot"},
+        "output": {
+            "dir": "sweeps/s/trials",
+            "name": "trial-0007",
+            "overwrite": True,
+            "checkpoints": {"last_every_epochs": None, "last_every_minutes": None, "keep_last": True},
+        },
+    }
+    output = build_config(rerun_config(trial)).output
+    assert (output.name, output.overwrite) == (None, False)
+    assert output.checkpoints.last_every_epochs == 1 and output.checkpoints.last_every_minutes is None
+    assert output.checkpoints.keep_last  # the base's own choice stays
+    assert trial["output"]["name"] == "trial-0007"  # the trial's config is not changed

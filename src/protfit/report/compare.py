@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from protfit.config import rerun_config
+
 # --- documented thresholds ---------------------------------------------------------------------------
 # Two validation values equal at this many decimals are a tie (metrics are reported to 4 decimals, and
 # a difference below that is far inside any bootstrap interval on a realistic validation split).
@@ -498,15 +500,11 @@ def compare_runs(paths: list[str | Path]) -> Comparison:
 
 
 def recommended_config(comparison: Comparison) -> dict[str, Any]:
-    """The rank-1 run's resolved config, ready to run again (a fresh run folder: output.name unset)."""
+    """The rank-1 run's resolved config, ready to run again in a fresh run folder (`rerun_config`)."""
     row = comparison.recommended
     if row is None:
         raise CompareError("no run has a validation value: nothing to recommend")
-    config = json.loads(json.dumps(row.config))
-    output = config.setdefault("output", {})
-    output["name"] = None
-    output["overwrite"] = False
-    return config
+    return rerun_config(row.config)
 
 
 def recommendation_yaml(comparison: Comparison) -> str:

@@ -180,6 +180,14 @@ class StudyConfig(_Section):
 class SweepOutputConfig(_Section):
     dir: str = Field("sweeps", description="Parent folder of sweep folders")
     name: str | None = Field(None, description="Sweep folder name; None: sweep-<timestamp>")
+    keep_best_weights: int | None = Field(
+        1,
+        ge=0,
+        description="How many of the best complete trials keep their weights (checkpoints/); the other "
+        "trials' checkpoints are deleted as soon as they can no longer be among them (pruned, failed and "
+        "collapsed trials at once), while every trial keeps its metrics, history and predictions. "
+        "null: every trial keeps its weights",
+    )
 
 
 class SweepConfig(_Section):

@@ -43,6 +43,7 @@ from protfit.config import ConfigError, RunConfig
 from protfit.report.run_dir import atomic_write
 from protfit.sweep.config import SweepConfig, base_run_raw, build_sweep_config, trial_run_config
 from protfit.sweep.report import report_trial, write_report
+from protfit.sweep.retention import remove_weights
 from protfit.sweep.space import Param, check_enqueued, check_space, grid_size, resolve_space, suggest_params
 from protfit.sweep.storage import (
     claim_slot,
@@ -221,6 +222,7 @@ def worker_loop(sweep: Sweep, worker: int = 0, deadline: float | None = None) ->
         if sweep.shared:
             # a trial without a heartbeat for study.grace_period: failed, its parameters a new slot
             optuna.storages.fail_stale_trials(study)
+        remove_weights(sweep, study)  # of the trials that finished since (here or on other workers)
         trial_id = claim_slot(sweep, study, storage)
         if trial_id is None:
             running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
@@ -411,5 +413,11 @@ def run_sweep(sweep: Sweep, *, resume: bool = False) -> SweepResult:
             print(f"\ninterrupted: finished trials are kept; continue with `protfit sweep --resume {folder}`")
             raise
         study = optuna.load_study(study_name=sweep.study_name, storage=storage)
+        kept = remove_weights(sweep, study)
         best = write_report(sweep, study, time.time() - started)
+        if sweep.config.output.keep_best_weights is not None:
+            print(
+                f"weights kept (checkpoints/): trial(s) {', '.join(map(str, sorted(kept))) or 'none'}; "
+                "every trial keeps its metrics, history and predictions (output.keep_best_weights)"
+            )
     return SweepResult(folder=folder, study=study, best=best, counts=counts(study))
