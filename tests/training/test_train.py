@@ -63,6 +63,9 @@ def test_smoke_run_learns_the_synthetic_rule_and_fills_the_run_folder(datasets, 
     ]:
         assert (run / name).exists(), name
     assert not (run / "checkpoints" / "last").exists()  # finished: the optimizer state is dropped
+    environment = json.loads((run / "run.json").read_text())["environment"]
+    assert (environment["device"], environment["torch_threads"]) == ("cpu", torch.get_num_threads())
+    assert environment["packages"]["torch"] == torch.__version__
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_metrics"]["accuracy"]["value"] > 0.8  # chance is 1/3
     low, high = summary["test_metrics"]["accuracy"]["low"], summary["test_metrics"]["accuracy"]["high"]

@@ -38,6 +38,7 @@ from protfit.report.run_dir import (
     RunLock,
     create_run_dir,
     ensure_writable,
+    environment,
     write_json,
 )
 from protfit.report.summary import report
@@ -250,11 +251,20 @@ def _shared_run_dir(parts: RunParts, run_dir: Path | None) -> Path:
 
     accelerator = parts.accelerator
     if run_dir is None and accelerator.is_main_process:
-        run_dir = create_run_dir(parts.cfg)
+        run_dir = create_run_dir(parts.cfg, run_environment(parts))
     if accelerator.num_processes > 1:
         run_dir = Path(broadcast_object_list([str(run_dir) if run_dir else None])[0])
     assert run_dir is not None
     return run_dir
+
+
+def run_environment(parts: RunParts) -> dict[str, Any]:
+    """The environment run.json records (`report.run_dir.environment`), with this run's device."""
+    import torch
+
+    device = parts.accelerator.device
+    name = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    return environment(f"{device}{name}", torch.get_num_threads(), parts.accelerator.num_processes)
 
 
 def write_run_files(parts: RunParts, run_dir: Path) -> None:
