@@ -9,8 +9,10 @@ from pydantic import BaseModel, ValidationError
 from protfit.config import (
     ConfigError,
     RunConfig,
+    build_config,
     ignored_settings,
     load_config,
+    rerun_config,
     save_config,
     with_learning_rate,
 )
@@ -275,3 +277,23 @@ def test_zero_shot_settings_parse(tmp_path):
     assert cfg.model.zero_shot_scorer == "antiberty" and cfg.model.extra_features == ["zero_shot"]
     assert cfg.evaluation.baselines.zero_shot is False
     assert load_config(write(tmp_path, BASE)).model.zero_shot_scorer == "tiny-esm2"
+
+
+def test_a_rerun_of_a_sweep_trials_config_is_resumable_again():
+    # a sweep trial writes no `last` (it is re-run, never resumed); its config as a run of its own
+    # (`compare --recommend`, `tune`'s recommended.yaml and confirmation runs) should write it again
+    trial = {
+        "data": {"path": "x", "problem_type": "regression"},
+        "model": {"name": "onehot"},
+        "output": {
+            "dir": "sweeps/s/trials",
+            "name": "trial-0007",
+            "overwrite": True,
+            "checkpoints": {"last_every_epochs": None, "last_every_minutes": None, "keep_last": True},
+        },
+    }
+    output = build_config(rerun_config(trial)).output
+    assert (output.name, output.overwrite) == (None, False)
+    assert output.checkpoints.last_every_epochs == 1 and output.checkpoints.last_every_minutes is None
+    assert output.checkpoints.keep_last  # the base's own choice stays
+    assert trial["output"]["name"] == "trial-0007"  # the trial's config is not changed

@@ -44,7 +44,8 @@ def runs(tmp_path_factory):
             "model": {"name": name, "method": method, "pooler": "attention1d", "head": {"hidden_dims": [8]}},
             "train": {"epochs": 1, "learning_rate": 1e-2, "progress": False},
             "evaluation": {"bootstrap": {"resamples": 10}, "baselines": {"enabled": False}},
-            "output": {"dir": str(root / "runs"), "name": case},
+            # keep_last: `export --checkpoint last` is tested too
+            "output": {"dir": str(root / "runs"), "name": case, "checkpoints": {"keep_last": True}},
         }
         folders[case] = protfit.train(build_config(raw)).run_dir
     sequences = pd.read_csv(data / "test.csv")["aa_seq"].tolist()

@@ -21,7 +21,6 @@ RUN_FILES = [
     "loss.png",
     "metrics.png",
     "checkpoints/best/model.safetensors",
-    "checkpoints/last/model.safetensors",
 ]
 
 

@@ -8,6 +8,7 @@ keys that are allowed there.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -429,6 +430,38 @@ class EvaluationConfig(_Section):
     baselines: BaselineConfig = Field(default_factory=BaselineConfig)
 
 
+class CheckpointConfig(_Section):
+    keep_last: bool = Field(
+        False,
+        description="Keep checkpoints/last (the weights plus optimizer, scheduler and RNG state: about 3x "
+        "the trained weights with AdamW) after the run has finished, so that `--resume` can train it for "
+        "more epochs; by default a finished run keeps only checkpoints/best and such a resume is refused. "
+        "An interrupted run always keeps it",
+    )
+    last_every_epochs: int | None = Field(
+        1,
+        ge=1,
+        description="Write checkpoints/last (what `--resume` continues from) at the end of every this many "
+        "epochs; null: only by last_every_minutes, or never when that is null too (the run then cannot "
+        "be resumed; sweep trials run this way, a killed trial is run again from its start)",
+    )
+    last_every_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Also write checkpoints/last at the end of an epoch once this many minutes have passed "
+        "since it was last written (needs last_every_epochs null or above 1)",
+    )
+
+    @model_validator(mode="after")
+    def _minutes_matter(self) -> CheckpointConfig:
+        if self.last_every_minutes is not None and self.last_every_epochs == 1:
+            raise ValueError(
+                "output.checkpoints.last_every_minutes does nothing while last_every_epochs is 1 (every "
+                "epoch already writes it): set last_every_epochs to null or above 1"
+            )
+        return self
+
+
 class OutputConfig(_Section):
     dir: str = Field("runs", description="Parent folder of run folders")
     name: str | None = Field(None, description="Run folder name; None: <model>-<method>-<timestamp>")
@@ -438,6 +471,10 @@ class OutputConfig(_Section):
     trackers: list[str] = Field(
         default_factory=list,
         description="Experiment trackers to log to: any of tensorboard, wandb, mlflow (docs/compare.md)",
+    )
+    checkpoints: CheckpointConfig = Field(
+        default_factory=CheckpointConfig,
+        description="How often checkpoints/last is written and whether a finished run keeps it (docs/runs.md)",
     )
 
     @field_validator("name")
@@ -659,6 +696,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         source = str(path)
     raw = apply_overrides(raw, overrides or [])
     return build_config(raw, source)
+
+
+def rerun_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A run folder's resolved config, ready to train again in a new run folder: output.name unset, no
+    overwrite, and `last` written on the default schedule (a sweep trial's config writes none: a killed
+    trial is run again, never resumed; a run of its own should be resumable)."""
+    config = copy.deepcopy(raw)
+    output = config.setdefault("output", {})
+    output.update(name=None, overwrite=False)
+    for key in ("last_every_epochs", "last_every_minutes"):
+        output.get("checkpoints", {}).pop(key, None)
+    return config
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

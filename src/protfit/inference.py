@@ -26,7 +26,12 @@ from protfit.models.methods import apply_method
 from protfit.models.protein_model import ProteinModel, build_model, load_trainable_state_dict
 from protfit.report.confidence import metrics_with_intervals
 from protfit.report.run_dir import CONFIG_FILE, RunLock, load_run_plugins, read_json, write_json
-from protfit.training.checkpoint import checkpoint_epoch, load_model_state, recover_checkpoint
+from protfit.training.checkpoint import (
+    checkpoint_epoch,
+    load_model_state,
+    missing_reason,
+    recover_checkpoint,
+)
 from protfit.training.evaluation import (
     LabelScaling,
     evaluate,
@@ -205,7 +210,7 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
         raise FileNotFoundError(f"{run_dir} is not a protfit run folder (no {CONFIG_FILE})")
     if not recover_checkpoint(run_dir / "checkpoints" / checkpoint):  # repairs a kill mid-replacement
         raise FileNotFoundError(
-            f"{run_dir} has no '{checkpoint}' checkpoint yet (was the run interrupted before epoch 1 ended?)"
+            f"{run_dir} has no '{checkpoint}' checkpoint: {missing_reason(run_dir / 'checkpoints', checkpoint)}"
         )
     load_run_plugins(run_dir)  # the run's own pooler / head / metric may come from a plug-in module
     config = load_config(run_dir / CONFIG_FILE)

@@ -341,7 +341,8 @@ def peft_runs(tmp_path_factory):
                     "progress": False,
                 },
                 "evaluation": {"bootstrap": {"resamples": 10}, "baselines": {"enabled": False}},
-                "output": {"dir": str(root), "name": method},
+                # keep_last: AdaLoRA's allocation is read from `last` (the live adapters)
+                "output": {"dir": str(root), "name": method, "checkpoints": {"keep_last": True}},
             }
             spy = Spy()
             calls_before = len(calls)

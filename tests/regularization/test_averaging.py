@@ -65,6 +65,7 @@ def test_ema_is_the_running_average_and_is_saved(classification_data, tmp_path):
         "train.epochs=2",
         R + "ema.enabled=true",
         R + "ema.decay=0.5",
+        "output.checkpoints.keep_last=true",  # `last` (the live weights) is read below
         method="freeze",
     )
     start = {}

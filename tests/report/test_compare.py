@@ -257,6 +257,26 @@ def test_sweep_folder_and_unfinished_trial(tmp_path: Path) -> None:
     assert comparison.sweeps == [sweep]
 
 
+def test_runs_from_different_environments_get_a_note_naming_what_differs(tmp_path: Path) -> None:
+    from protfit.report.run_dir import environment
+
+    recorded = environment("cpu", 1, 1)
+    runs = {
+        name: make_run(tmp_path, name, dropout=d, val=[0.5, 0.6])
+        for name, d in zip("abc", (0.1, 0.2, 0.3), strict=True)
+    }
+    for name, torch_version in (("a", "2.13.0+cpu"), ("b", "2.13.0+cpu"), ("c", "2.12.0+cpu")):
+        env = json.loads(json.dumps(recorded))
+        env["packages"]["torch"] = torch_version
+        (runs[name] / "run.json").write_text(json.dumps({"run_id": name, "environment": env}))
+    (note,) = [note for note in compare_runs([tmp_path]).notes if "environments" in note]
+    assert "torch 2.13.0+cpu (a, b) vs 2.12.0+cpu (c)" in note
+    assert "numpy" not in note and "python" not in note  # only what differs is named
+    # the same environment everywhere (or none recorded: older runs): no note
+    (runs["c"] / "run.json").write_text((runs["a"] / "run.json").read_text())
+    assert not [note for note in compare_runs([tmp_path]).notes if "environments" in note]
+
+
 class _Images(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

@@ -18,11 +18,13 @@ from protfit.report.run_dir import (
     RunLockedError,
     create_run_dir,
     ensure_writable,
+    environment,
     read_run_info,
     run_id_of,
 )
 
 FORK = multiprocessing.get_context("fork")
+ENV = environment("cpu", 1, 1)
 
 
 def make_config(output_dir: Path, **output):
@@ -38,7 +40,7 @@ def make_config(output_dir: Path, **output):
 def _create_in_child(cfg, start, results) -> None:
     start.wait()
     try:
-        results.put(("ok", str(create_run_dir(cfg))))
+        results.put(("ok", str(create_run_dir(cfg, ENV))))
     except Exception as error:  # the parent checks which kind
         results.put((type(error).__name__, str(error)))
 
@@ -56,11 +58,30 @@ def race(cfg, processes: int = 2) -> list[tuple[str, str]]:
 
 
 def test_run_json_records_id_hash_time_and_pid(tmp_path):
-    run_dir = create_run_dir(make_config(tmp_path, name="run"))
+    run_dir = create_run_dir(make_config(tmp_path, name="run"), ENV)
     info = read_run_info(run_dir)
-    assert set(info) == {"run_id", "config_hash", "created", "pid", "hostname"}
+    assert set(info) == {"run_id", "config_hash", "created", "pid", "hostname", "environment"}
     assert info["pid"] == os.getpid() and run_id_of(run_dir) == info["run_id"]
     assert (run_dir / LOCK_FILE).is_file()  # held by this process until it exits or releases
+
+
+def test_the_environment_names_versions_commit_threads_and_device():
+    import platform
+    import subprocess
+
+    import numpy
+    import torch
+    import transformers
+
+    env = environment("cuda:0 (NVIDIA H100)", 3, 2)
+    assert env["python"] == platform.python_version()
+    assert env["packages"]["torch"] == torch.__version__ and env["packages"]["numpy"] == numpy.__version__
+    assert env["packages"]["transformers"] == transformers.__version__
+    assert set(env["packages"]) >= {"protfit", "peft", "accelerate", "optuna", "scikit-learn"}
+    root = Path(run_dir_module.__file__).resolve().parents[3]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert env["protfit_git_commit"].removesuffix("-dirty") == head.stdout.strip()
+    assert (env["torch_threads"], env["device"], env["processes"]) == (3, "cuda:0 (NVIDIA H100)", 2)
 
 
 def test_two_processes_with_one_name_exactly_one_wins(tmp_path):
@@ -81,7 +102,7 @@ def test_two_processes_without_a_name_get_their_own_folders(tmp_path, monkeypatc
 
 
 def _hold_run(cfg, ready, finish) -> None:
-    create_run_dir(cfg)
+    create_run_dir(cfg, ENV)
     ready.set()
     finish.wait(60)
     os._exit(0)  # like a killed process: no clean-up, the lock file stays behind
@@ -95,7 +116,7 @@ def test_a_live_run_blocks_overwrite_and_a_dead_ones_lock_is_stale(tmp_path):
     try:
         assert ready.wait(60)
         with pytest.raises(RunLockedError, match=f"in use by process {holder.pid}"):
-            create_run_dir(cfg)
+            create_run_dir(cfg, ENV)
         with pytest.raises(RunLockedError):
             RunLock(tmp_path / "busy").acquire()  # what --resume takes
     finally:
@@ -103,18 +124,18 @@ def test_a_live_run_blocks_overwrite_and_a_dead_ones_lock_is_stale(tmp_path):
         holder.join(60)
     stale = json.loads((tmp_path / "busy" / LOCK_FILE).read_text())
     assert stale["pid"] == holder.pid  # the killed process left its lock
-    create_run_dir(cfg)  # ...which is recognised as stale
+    create_run_dir(cfg, ENV)  # ...which is recognised as stale
     assert read_run_info(tmp_path / "busy")["pid"] == os.getpid()
 
 
 def test_overwrite_starts_from_an_empty_folder(tmp_path):
     cfg = make_config(tmp_path, name="again", overwrite=True)
-    old = create_run_dir(cfg)
+    old = create_run_dir(cfg, ENV)
     old_id = run_id_of(old)
     (old / "checkpoints" / "last").mkdir()
     (old / "summary.json").write_text("{}")
     (old / "eval").mkdir()
-    new = create_run_dir(cfg)
+    new = create_run_dir(cfg, ENV)
     assert new == old and run_id_of(new) != old_id
     assert sorted(path.name for path in new.iterdir()) == [
         "checkpoints",
@@ -128,9 +149,9 @@ def test_overwrite_starts_from_an_empty_folder(tmp_path):
 
 def test_existing_run_without_overwrite_is_refused_and_empty_folder_reused(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert create_run_dir(make_config(tmp_path, name="empty")) == tmp_path / "empty"
+    assert create_run_dir(make_config(tmp_path, name="empty"), ENV) == tmp_path / "empty"
     with pytest.raises(FileExistsError, match="already exists and is not empty"):
-        create_run_dir(make_config(tmp_path, name="empty"))
+        create_run_dir(make_config(tmp_path, name="empty"), ENV)
 
 
 def test_lock_is_released_by_the_context_manager(tmp_path):
@@ -146,7 +167,7 @@ def test_unwritable_output_dir_fails_before_anything_is_created(tmp_path, monkey
         run_dir_module, "can_create_files_in", lambda path: Path(path) != tmp_path and real_probe(path)
     )
     with pytest.raises(PermissionError, match=f"output.dir {target} is not writable"):
-        create_run_dir(make_config(target, name="x"))
+        create_run_dir(make_config(target, name="x"), ENV)
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError, match="is a file"):

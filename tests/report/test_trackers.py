@@ -21,7 +21,13 @@ def config(tmp_path: Path, trackers: list[str]) -> dict:
         "model": {"name": "tiny-esm2", "method": "full", "head": {"hidden_dims": [8]}},
         "train": {"epochs": 1, "learning_rate": 1e-3, "progress": False},
         "evaluation": {"bootstrap": {"resamples": 10}},
-        "output": {"dir": str(tmp_path / "runs"), "name": "tracked", "trackers": trackers},
+        # keep_last: the finished run is resumed for a second epoch below
+        "output": {
+            "dir": str(tmp_path / "runs"),
+            "name": "tracked",
+            "trackers": trackers,
+            "checkpoints": {"keep_last": True},
+        },
     }
 
 

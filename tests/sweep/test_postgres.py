@@ -1,11 +1,15 @@
-"""Two worker processes share one study in PostgreSQL: exactly n_trials trials, none run twice.
+"""Worker processes share one study in PostgreSQL: exactly n_trials trials, none run twice, and a
+killed worker's trial is run again by a live one.
 
 Needs a server: `export PROTFIT_TEST_POSTGRES_URL="$(bash .ci/postgres.sh)"` (CI does this).
 """
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -66,4 +70,65 @@ def test_two_workers_share_one_study_and_run_exactly_n_trials(tmp_path, sweep_ra
         run_dirs = [trial.user_attrs["run_dir"] for trial in trials]
         assert len(set(run_dirs)) == n_trials and all(Path(run_dir).is_dir() for run_dir in run_dirs)
     finally:
+        optuna.delete_study(study_name=study_name, storage=URL)
+
+
+def test_a_killed_workers_trial_is_run_again_by_a_live_worker(tmp_path, sweep_raw, base_config):
+    pytest.importorskip("psycopg", reason='pip install "psycopg[binary]"')
+    study_name = f"protfit-test-{uuid.uuid4().hex[:8]}"
+    n_trials = 4
+    raw = sweep_raw(
+        tmp_path,
+        base=base_config(epochs=15),
+        n_trials=n_trials,
+        # short heartbeats so that the killed trial is stale after seconds, not a minute
+        study={"heartbeat_interval": 1, "grace_period": 3},
+    )
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "protfit.cli", "sweep", str(sweep_file), "--storage", URL]
+    command += ["--study", study_name]
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    live, doomed = start(), start()
+    try:
+        # both workers are in the last two trials: SIGKILL one of them (no handler, no cleanup; its trial
+        # stays RUNNING). No slot is left, so the live worker must wait for the killed trial to go stale
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            with contextlib.suppress(KeyError):  # the study is not created yet
+                study = optuna.load_study(study_name=study_name, storage=URL)
+                states = [trial.state for trial in study.get_trials()]
+                if states.count(TrialState.RUNNING) == 2 and TrialState.WAITING not in states:
+                    break
+            assert live.poll() is None and doomed.poll() is None
+            time.sleep(0.1)
+        else:
+            pytest.fail("the two workers never ran the last two trials at the same time")
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        output = live.communicate(timeout=600)[0]
+        assert live.returncode == 0, output
+        assert f"{n_trials}/{n_trials} trials finished" in output, output
+        assert "Warning" not in output, output  # Optuna's deprecated RetryFailedTrialCallback printed one
+
+        study = optuna.load_study(study_name=study_name, storage=URL)
+        trials = study.get_trials()
+        failed = [trial for trial in trials if trial.state == TrialState.FAIL]
+        assert len(failed) == 1 and len(trials) == n_trials + 1, [(t.number, t.state) for t in trials]
+        finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(finished) == n_trials
+        # the killed trial's parameters ran again, in a new trial that records which one it retries
+        (retry,) = [trial for trial in finished if trial.system_attrs.get("failed_trial") == failed[0].number]
+        assert retry.params == failed[0].params
+        notes = (tmp_path / "sweep" / "trials.csv").read_text()
+        assert "worker died (no heartbeat)" in notes
+    finally:
+        for worker in (live, doomed):
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
         optuna.delete_study(study_name=study_name, storage=URL)

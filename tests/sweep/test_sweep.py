@@ -15,7 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from protfit.sweep.storage import counts
+from protfit.sweep.storage import claim_slot, counts, make_storage, open_study
 from protfit.sweep.study import open_sweep_folder, run_sweep
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -63,6 +63,67 @@ def test_an_aggressive_pruner_prunes_and_records_the_epoch(tmp_path, make_sweep,
         assert max(trial.intermediate_values) == epoch
         history = pd.read_csv(Path(trial.user_attrs["run_dir"]) / "history.csv")
         assert len(history) == epoch  # the run folder keeps the epochs it ran
+
+
+def test_only_the_best_trials_keep_their_weights(tmp_path, make_sweep, base_config, monkeypatch):
+    from protfit.inference import load
+    from protfit.sweep import objective
+
+    sweep = make_sweep(
+        tmp_path,
+        base=base_config(epochs=4),
+        n_trials=5,
+        pruner={"name": "median", "n_startup_trials": 1},
+        objective={"seeds": [0, 1]},  # a trial's weights are in every seed's run folder
+        output={"dir": str(tmp_path), "name": "sweep", "keep_best_weights": 2},
+    )
+    # while the sweep runs: when a trial starts, at most 2 of the trials before it still hold weights
+    with_weights, train = [], objective.train
+
+    def count_then_train(cfg, **kwargs):
+        if cfg.output.name == "seed-0":
+            earlier = sorted(sweep.trials_dir.glob("trial-*/seed-*/checkpoints/best"))
+            with_weights.append(len({path.parents[2] for path in earlier}))
+        return train(cfg, **kwargs)
+
+    monkeypatch.setattr(objective, "train", count_then_train)
+    result = run_sweep(sweep)
+    assert max(with_weights) == 2 and len(with_weights) == 5
+
+    trials = result.study.get_trials()
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    best = sorted(complete, key=lambda trial: -trial.value)[:2]
+    assert any(trial.state == TrialState.PRUNED for trial in trials)
+    for trial in trials:
+        for seed in ("seed-0", "seed-1"):
+            run = Path(trial.user_attrs["run_dir"]) / seed
+            if not run.is_dir():  # a pruned trial stops after its first seed
+                continue
+            checkpoints = sorted(path.name for path in (run / "checkpoints").iterdir())
+            assert (run / "history.csv").is_file()  # every trial keeps its history (and metrics)
+            # trials never write `last` (a killed trial is run again, never resumed)
+            assert checkpoints == (["best"] if trial in best else ["removed.txt"])
+    removed = next(trial for trial in trials if trial not in best)
+    with pytest.raises(FileNotFoundError, match="only its 2 best trial"):
+        load(Path(removed.user_attrs["run_dir"]) / "seed-0")
+
+
+def test_kept_trials_follow_the_direction_and_null_keeps_all(tmp_path, make_sweep):
+    from protfit.sweep.retention import kept_trials
+
+    def study_of(direction):
+        study = optuna.create_study(direction=direction)
+        for value in (0.5, 0.9, 0.7):
+            study.add_trial(optuna.trial.create_trial(value=value))
+        study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
+        return study
+
+    sweep = make_sweep(tmp_path, output={"dir": str(tmp_path), "name": "s", "keep_best_weights": 2})
+    assert sweep.direction == "maximize" and kept_trials(sweep, study_of("maximize")) == {1, 2}
+    sweep.base.train.early_stopping.monitor = "loss"
+    assert sweep.direction == "minimize" and kept_trials(sweep, study_of("minimize")) == {0, 2}
+    sweep.config.output.keep_best_weights = None
+    assert kept_trials(sweep, study_of("minimize")) == {0, 1, 2, 3}
 
 
 def test_seed_objective_is_the_mean_over_seeds_with_the_spread(tmp_path, make_sweep):
@@ -142,6 +203,24 @@ def test_a_sweep_killed_mid_trial_resumes_to_exactly_n_trials(tmp_path, sweep_ra
     # resuming a finished sweep runs nothing more
     again = run_sweep(open_sweep_folder(folder), resume=True)
     assert len(again.study.get_trials()) == len(result.study.get_trials())
+
+
+def test_a_worker_started_later_runs_a_dead_workers_trial_again(tmp_path, make_sweep, capsys):
+    # a shared storage (here SQLite, so no server is needed) has Optuna's heartbeat on
+    study = {"storage": f"sqlite:///{tmp_path / 'shared.db'}", "name": "s"}
+    sweep = make_sweep(tmp_path, n_trials=2, study=study | {"heartbeat_interval": 1, "grace_period": 2})
+    storage = make_storage(sweep)
+    # a worker claims a slot and dies at once: its only heartbeat is the one recorded with the claim
+    dead = claim_slot(sweep, open_study(sweep, storage), storage)
+    time.sleep(3.5)  # SQLite's clock has whole seconds: more than the grace period by any rounding
+
+    result = run_sweep(sweep)
+    assert "0/2 trials finished, 2 to run\n" in capsys.readouterr().out  # the dead trial is one to run
+    trials = result.study.get_trials()
+    assert [trial.state for trial in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert trials[0]._trial_id == dead and trials[2].system_attrs["failed_trial"] == 0
+    # workers started by n_jobs read the folder's sweep.yaml: it keeps the heartbeat settings
+    assert open_sweep_folder(sweep.folder).config.study == sweep.config.study
 
 
 def test_a_new_sweep_into_an_existing_folder_is_refused(tmp_path, make_sweep):

@@ -63,6 +63,8 @@ def test_options_that_cannot_work_fail_before_any_work(tmp_path, sweep_raw):
     raw["space"]["model.lora.r"] = {"type": "int", "low": 2, "high": 8, "when": {"model.methd": ["lora"]}}
     with pytest.raises(ConfigError, match="neither a search parameter nor a run-config key"):
         prepare(raw)
+    with pytest.raises(ConfigError, match=r"grace_period \(10\) must exceed study.heartbeat_interval \(10\)"):
+        prepare(sweep_raw(tmp_path, study={"heartbeat_interval": 10, "grace_period": 10}))
 
 
 def test_conditional_parameters_follow_the_method(tmp_path, sweep_raw):

@@ -310,7 +310,8 @@ class RecordingEMA(EMA):
 
 
 def test_ema_weights_are_validated_and_saved_and_survive_resume(data, tmp_path):
-    args = ("train.epochs=4", "train.scheduler.name=cosine")
+    # keep_last: `last` (the live weights and the average) is read below
+    args = ("train.epochs=4", "train.scheduler.name=cosine", "output.checkpoints.keep_last=true")
     ema = RecordingEMA()
     uninterrupted = train(make_config(data, tmp_path / "a", *args), plugins=[ema])
     run = uninterrupted.run_dir

@@ -60,9 +60,12 @@ def test_smoke_run_learns_the_synthetic_rule_and_fills_the_run_folder(datasets, 
         "metrics.png",
         "model_meta.json",
         "checkpoints/best/model.safetensors",
-        "checkpoints/last/training_state.json",
     ]:
         assert (run / name).exists(), name
+    assert not (run / "checkpoints" / "last").exists()  # finished: the optimizer state is dropped
+    environment = json.loads((run / "run.json").read_text())["environment"]
+    assert (environment["device"], environment["torch_threads"]) == ("cpu", torch.get_num_threads())
+    assert environment["packages"]["torch"] == torch.__version__
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_metrics"]["accuracy"]["value"] > 0.8  # chance is 1/3
     low, high = summary["test_metrics"]["accuracy"]["low"], summary["test_metrics"]["accuracy"]["high"]
@@ -284,7 +287,10 @@ def test_interrupted_in_epoch_one_resume_restarts_from_scratch(datasets, tmp_pat
     assert "before the first epoch completed: nothing to keep" in capsys.readouterr().out
     run_dir = tmp_path / "run"
     resumed = train(None, resume_from=run_dir)
-    assert "no completed epoch: starting it again from scratch" in capsys.readouterr().out
+    assert (
+        "no completed epoch to continue from (no checkpoints/last): starting it again from scratch"
+        in capsys.readouterr().out
+    )
     fresh = train(make_config(datasets["regression"], tmp_path / "fresh", "regression", "train.epochs=2"))
     assert strip_times(resumed.summary["history"]) == strip_times(fresh.summary["history"])
 
@@ -376,14 +382,20 @@ def test_resume_ignores_a_half_written_last_checkpoint(datasets, tmp_path, monke
     (checkpoints / "last.tmp" / "model.safetensors").write_bytes(b"")
     capsys.readouterr()
     assert main(["train", "--resume", str(tmp_path / "run")]) == 0
-    assert "no completed epoch: starting it again from scratch" in capsys.readouterr().out
+    assert (
+        "no completed epoch to continue from (no checkpoints/last): starting it again from scratch"
+        in capsys.readouterr().out
+    )
     assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 2
 
 
 def test_resume_overrides_are_recorded_and_the_schedule_continues(datasets, tmp_path):
     args = ("train.epochs=2", "train.early_stopping.patience=null", "train.scheduler.warmup_steps=3")
-    cfg = make_config(datasets["regression"], tmp_path, "regression", *args)
+    cfg = make_config(
+        datasets["regression"], tmp_path, "regression", *args, "output.checkpoints.keep_last=true"
+    )
     first = train(cfg)
+    assert (first.run_dir / "checkpoints" / "last").is_dir()  # kept: the finished run can be extended
     last_lr = first.summary["history"][-1]["lr"]
     resumed = train(None, ["train.epochs=4"], resume_from=first.run_dir)
     saved = (first.run_dir / "config.yaml").read_text()

@@ -33,6 +33,9 @@ from typing import Any
 
 import yaml
 
+from protfit.config import rerun_config
+from protfit.report.run_dir import read_run_info
+
 # --- documented thresholds ---------------------------------------------------------------------------
 # Two validation values equal at this many decimals are a tie (metrics are reported to 4 decimals, and
 # a difference below that is far inside any bootstrap interval on a realistic validation split).
@@ -482,6 +485,12 @@ def compare_runs(paths: list[str | Path]) -> Comparison:
     unfinished = [row.name for row in rows if not row.finished]
     if unfinished:
         notes.append(f"not finished (pruned or interrupted; no test): {', '.join(unfinished)}")
+    differences = environment_differences(rows)
+    if differences:
+        notes.append(
+            f"the runs ran in different environments (run.json): {'; '.join(differences)}; their numbers "
+            "can differ for that reason alone"
+        )
     first = rows[0]
     return Comparison(
         rows=rank_rows(rows),
@@ -494,19 +503,42 @@ def compare_runs(paths: list[str | Path]) -> Comparison:
     )
 
 
+def environment_differences(rows: list[RunRow]) -> list[str]:
+    """One entry per environment item (package, Python, protfit's commit, threads, device) on which the
+    runs that recorded an environment differ, e.g. ``torch 2.13.0 (a, b) vs 2.12.0 (c)``."""
+    recorded: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        environment = (read_run_info(row.run_dir) or {}).get("environment")
+        if environment:  # runs created before run.json recorded one have nothing to compare
+            packages = environment.get("packages") or {}
+            recorded[row.name] = {
+                "python": environment.get("python"),
+                **packages,
+                "protfit commit": environment.get("protfit_git_commit"),
+                "torch threads": environment.get("torch_threads"),
+                "device": environment.get("device"),
+                "processes": environment.get("processes"),
+            }
+    differences = []
+    for key in dict.fromkeys(key for entry in recorded.values() for key in entry):
+        runs_by_value: dict[str, list[str]] = {}
+        for name, entry in recorded.items():
+            runs_by_value.setdefault(str(entry.get(key)), []).append(name)
+        if len(runs_by_value) > 1:
+            shown = " vs ".join(f"{value} ({', '.join(names)})" for value, names in runs_by_value.items())
+            differences.append(f"{key} {shown}")
+    return differences
+
+
 # --- recommendation ----------------------------------------------------------------------------------
 
 
 def recommended_config(comparison: Comparison) -> dict[str, Any]:
-    """The rank-1 run's resolved config, ready to run again (a fresh run folder: output.name unset)."""
+    """The rank-1 run's resolved config, ready to run again in a fresh run folder (`rerun_config`)."""
     row = comparison.recommended
     if row is None:
         raise CompareError("no run has a validation value: nothing to recommend")
-    config = json.loads(json.dumps(row.config))
-    output = config.setdefault("output", {})
-    output["name"] = None
-    output["overwrite"] = False
-    return config
+    return rerun_config(row.config)
 
 
 def recommendation_yaml(comparison: Comparison) -> str:

@@ -1,7 +1,9 @@
 """The run directory: what a finished (or interrupted) run leaves behind.
 
 RUN_DIR/
-  run.json               run id, config hash, creation time, pid and host of the creating process
+  run.json               run id, config hash, creation time, pid and host of the creating process, and
+                         its environment (Python and library versions, protfit's git commit, threads,
+                         device)
   run.lock               present while a process writes the run (pid + host; see RunLock)
   config.yaml            resolved config; `protfit train RUN_DIR/config.yaml` re-runs it
   model_meta.json        what prediction needs: labels, target scaling, backbone family
@@ -25,12 +27,15 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
+import platform
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -273,6 +278,56 @@ def ensure_output_folder(path: str | Path, what: str = "output folder") -> Path:
     return ensure_writable(path, what)
 
 
+# The libraries whose versions move a run's numbers (constraints.txt pins them for the documented
+# numbers: a newer transformers moved the quickstart from 0.811 to 0.837).
+ENVIRONMENT_PACKAGES = (
+    "protfit",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "optuna",
+    "numpy",
+    "scikit-learn",
+)
+
+
+def environment(device: str, torch_threads: int, processes: int) -> dict[str, Any]:
+    """What a run's numbers depend on besides its config: Python and library versions (None: not
+    installed), protfit's git commit when it runs from a checkout, torch's threads and the device."""
+    packages: dict[str, str | None] = {}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "python": platform.python_version(),
+        "packages": packages,
+        "protfit_git_commit": _git_commit(Path(__file__).resolve().parents[3]),
+        "torch_threads": torch_threads,
+        "device": device,
+        "processes": processes,
+    }
+
+
+def _git_commit(root: Path) -> str | None:
+    """HEAD of the checkout protfit's source is in (``-dirty`` with uncommitted changes to tracked
+    files); None for an installed wheel or without git."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit, changes = (
+            subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+            for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if changes else "")
+
+
 def config_hash(cfg: RunConfig) -> str:
     """A short fingerprint of the resolved config (what ran, not how it was spelled)."""
     text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
@@ -325,8 +380,9 @@ def _claim_named(run_dir: Path, overwrite: bool) -> RunLock:
     return RunLock(run_dir).acquire()
 
 
-def create_run_dir(cfg: RunConfig) -> Path:
-    """Create the run folder atomically and lock it for this process; write run.json and config.yaml.
+def create_run_dir(cfg: RunConfig, run_environment: dict[str, Any]) -> Path:
+    """Create the run folder atomically and lock it for this process; write run.json (with
+    ``run_environment``, see `environment`) and config.yaml.
 
     An explicit ``output.name`` that exists is refused (or replaced, with ``output.overwrite``; or
     reused when empty); a generated name that another run took in the same second gets a ``-2``,
@@ -360,6 +416,7 @@ def create_run_dir(cfg: RunConfig) -> Path:
             "created": datetime.now().isoformat(timespec="seconds"),
             "pid": os.getpid(),
             "hostname": socket.gethostname(),
+            "environment": run_environment,
         },
     )
     return run_dir

@@ -6,5 +6,6 @@
 - ``study.py``   the sweep: preparing it, the worker loop, worker processes, resume, run_sweep
 - ``storage.py`` the Optuna storage, sampler, pruner, the study's trial slots, claims and heartbeats
 - ``report.py``  the live trial line, trials.csv, best.json, the final table and Optuna's plots
+- ``retention.py`` which trials keep their weights (the best ones); the others' checkpoints are deleted
 - ``lr_find.py`` ``protfit lr-find`` (the range test itself is ``protfit.training.lr_range_test``)
 """

@@ -154,11 +154,40 @@ class StudyConfig(_Section):
         description="Optuna storage URL (e.g. postgresql://user@host/db) shared by workers on several "
         "machines; None: a SQLite file study.db inside the sweep folder",
     )
+    heartbeat_interval: int = Field(
+        10,
+        ge=1,
+        description="With a shared storage: seconds between the heartbeats a worker records for its "
+        "running trial (Optuna's heartbeat)",
+    )
+    grace_period: int = Field(
+        60,
+        ge=1,
+        description="With a shared storage: seconds without a heartbeat after which any worker marks a "
+        "running trial failed (its worker died) and queues its parameters again",
+    )
+
+    @model_validator(mode="after")
+    def _grace_after_heartbeat(self) -> StudyConfig:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"study.grace_period ({self.grace_period}) must exceed study.heartbeat_interval "
+                f"({self.heartbeat_interval}), or every trial would look dead between two heartbeats"
+            )
+        return self
 
 
 class SweepOutputConfig(_Section):
     dir: str = Field("sweeps", description="Parent folder of sweep folders")
     name: str | None = Field(None, description="Sweep folder name; None: sweep-<timestamp>")
+    keep_best_weights: int | None = Field(
+        1,
+        ge=0,
+        description="How many of the best complete trials keep their weights (checkpoints/); the other "
+        "trials' checkpoints are deleted as soon as they can no longer be among them (pruned, failed and "
+        "collapsed trials at once), while every trial keeps its metrics, history and predictions. "
+        "null: every trial keeps its weights",
+    )
 
 
 class SweepConfig(_Section):

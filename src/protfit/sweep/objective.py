@@ -161,6 +161,10 @@ def run_trial(
                     "output.dir": str(trials_dir / name) if sub else str(trials_dir),
                     "output.name": sub or name,
                     "train.progress": False,
+                    # a killed trial is run again from its start, never resumed: no optimizer state on
+                    # disk (a finished trial still writes it with the base's output.checkpoints.keep_last)
+                    "output.checkpoints.last_every_epochs": None,
+                    "output.checkpoints.last_every_minutes": None,
                 }
                 cfg: RunConfig = build(overrides)
                 run_dirs.append(str(Path(overrides["output.dir"]) / overrides["output.name"]))

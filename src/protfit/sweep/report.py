@@ -91,7 +91,9 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "note": attrs.get("error")
                 or (f"collapsed: {attrs['collapsed']}" if attrs.get("collapsed") else None)
                 or attrs.get("diverged")
-                or ("interrupted" if attrs.get("interrupted") else None),
+                or ("interrupted" if attrs.get("interrupted") else None)
+                # failed without a reason of its own: Optuna failed it when its worker's heartbeat stopped
+                or ("worker died (no heartbeat)" if trial.state == TrialState.FAIL else None),
             }
         )
     return pd.DataFrame(rows)

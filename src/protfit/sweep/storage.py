@@ -1,9 +1,10 @@
 """The Optuna side of a sweep: storage, sampler, pruner, the study and its trial slots.
 
 `open_study` creates the study with ``n_trials`` waiting slots (enqueued trials) or joins it; a worker
-takes one with `claim_slot` (serialised by a file lock on SQLite, which has no row locks), keeps it
-alive with `heartbeat` on a shared storage, and `requeue_interrupted` / `top_up` mark a killed
-sweep's running trials failed, queue their parameters again and refill the slots on `--resume`.
+takes one with `claim_slot` (serialised by a file lock on SQLite, which has no row locks). On a shared
+storage Optuna's heartbeat keeps a claimed trial alive, and `fail_stale_trials` lets
+any worker fail a dead worker's trial and queue its parameters again; on a local one
+`requeue_interrupted` / `top_up` do that on `--resume`, and refill the slots.
 Nothing here runs a trial: that is `protfit.sweep.study`'s worker loop.
 """
 
@@ -14,7 +15,6 @@ import fcntl
 import os
 import random
 import socket
-import threading
 import time
 import warnings
 import zlib
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from protfit.sweep.study import Sweep
 
 CLAIM_LOCK_FILE = ".claim.lock"
-HEARTBEAT_S = 10
-GRACE_S = 60
+# a trial whose worker dies is queued again at most this often (a trial that kills its worker every
+# time, e.g. out of memory, must not keep the study from ending)
+MAX_RETRIES = 2
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -50,13 +51,15 @@ def make_storage(sweep: Sweep) -> optuna.storages.RDBStorage:
     for attempt in range(5):
         try:
             # a worker that dies stops its heartbeat; after the grace period any worker marks the trial
-            # failed and queues its parameters again
+            # failed (`fail_stale_trials`) and this callback queues its parameters again as a new slot
             return optuna.storages.RDBStorage(
                 sweep.storage_url,
                 engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+                heartbeat_interval=sweep.config.study.heartbeat_interval,
+                grace_period=sweep.config.study.grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_RETRIES
+                ),
             )
         except ImportError:
             raise ConfigError(
@@ -245,6 +248,10 @@ def claim_slot(sweep: Sweep, study: optuna.Study, storage) -> int | None:
     with file_lock(lock) if lock else contextlib.nullcontext():
         for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            if sweep.shared:
+                # beat before the claim: Optuna never finds a RUNNING trial without a heartbeat stale, so
+                # a worker killed between claim and its first beat would leave a trial that never ends
+                storage.record_heartbeat(trial_id)
             try:
                 if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                     return trial_id
@@ -259,24 +266,3 @@ def _claim_lock_path(sweep: Sweep) -> Path | None:
     if not sweep.shared:
         return sweep.folder / CLAIM_LOCK_FILE
     return Path(sweep.storage_url.removeprefix("sqlite:///") + ".claim.lock")
-
-
-@contextlib.contextmanager
-def heartbeat(storage, trial_id: int, enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.is_set():
-            storage.record_heartbeat(trial_id)
-            stop.wait(HEARTBEAT_S)
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()

@@ -13,7 +13,9 @@ SWEEP_DIR/
 Exactly ``n_trials`` trials finish, however many workers share the study: the study is created with
 ``n_trials`` waiting *slots* (enqueued trials), and a worker only ever claims a waiting slot, never
 creates a trial. A trial that was running when its worker died is marked failed and its parameters
-are queued again (on `--resume` for a local sweep; by Optuna's heartbeat for a shared storage).
+are queued again (on `--resume` for a local sweep; for a shared storage by any live worker, through
+Optuna's heartbeat: a worker whose slots are used up waits while trials run elsewhere, so it can take
+over a dead worker's trial).
 The storage and slot machinery is in `storage.py`, the reports (trials.csv, best.json, plots) in
 `report.py`.
 """
@@ -34,6 +36,7 @@ from typing import Any
 
 import optuna
 import yaml
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from protfit.config import ConfigError, RunConfig
@@ -41,13 +44,13 @@ from protfit.registry import load_plugin_modules, plugin_modules
 from protfit.report.run_dir import atomic_write
 from protfit.sweep.config import SweepConfig, base_run_raw, build_sweep_config, trial_run_config
 from protfit.sweep.report import report_trial, write_report
+from protfit.sweep.retention import remove_weights
 from protfit.sweep.space import Param, check_enqueued, check_space, grid_size, resolve_space, suggest_params
 from protfit.sweep.storage import (
     claim_slot,
     counts,
     file_lock,
     finished,
-    heartbeat,
     load_study,
     make_sampler,
     make_storage,
@@ -172,7 +175,7 @@ def write_sweep_file(sweep: Sweep) -> None:
     payload = sweep.config.model_dump(mode="json", exclude_none=False)
     payload["base"] = copy.deepcopy(sweep.base_raw)
     payload["overrides"] = []
-    payload["study"] = {"name": sweep.study_name, "storage": sweep.config.study.storage}
+    payload["study"] |= {"name": sweep.study_name, "storage": sweep.config.study.storage}
     payload["output"] = {"dir": str(sweep.folder.parent), "name": sweep.folder.name}
     atomic_write(
         sweep.folder / SWEEP_FILE, lambda path: path.write_text(yaml.safe_dump(payload, sort_keys=False))
@@ -214,17 +217,36 @@ def worker_loop(sweep: Sweep, worker: int = 0, deadline: float | None = None) ->
     failures = 0
     # one sampler per worker for its whole life: its random state moves on from trial to trial
     sampler = make_sampler(sweep, worker, started_trials(storage, sweep))
+    waiting = False
     while deadline is None or time.time() < deadline:
         study = load_study(sweep, storage, sampler)
         if sweep.shared:
+            # a trial without a heartbeat for study.grace_period: failed, its parameters a new slot
             optuna.storages.fail_stale_trials(study)
+        remove_weights(sweep, study)  # of the trials that finished since (here or on other workers)
         trial_id = claim_slot(sweep, study, storage)
         if trial_id is None:
-            return
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            # on a shared storage a trial running elsewhere may belong to a dead worker: stay until it
+            # ends or goes stale and is queued again (locally nothing beats, and `--resume` requeues)
+            if not (sweep.shared and running):
+                return
+            if not waiting:
+                print(
+                    f"no slot left; waiting while {running} trial(s) run on other workers (one whose worker "
+                    f"died is queued again after {sweep.config.study.grace_period}s without heartbeat)",
+                    flush=True,
+                )
+                waiting = True
+            time.sleep(sweep.config.study.heartbeat_interval)
+            continue
+        waiting = False
         study.get_trials(deepcopy=False)  # the study's storage cache learns the claimed trial's id
         trial = optuna.Trial(study, trial_id)
         started = time.perf_counter()
-        with heartbeat(storage, trial_id, sweep.shared):
+        # Optuna's own heartbeat thread, the one `study.optimize` runs (this ask-and-tell loop gets none
+        # by itself); a no-op on a storage without heartbeat (a local sweep)
+        with get_heartbeat_thread(trial_id, storage):
             try:
                 params = suggest_params(trial, sweep.space, sweep.base)
                 value = run_trial(trial, params, sweep.run_config, sweep.trials_dir, plan)
@@ -379,11 +401,16 @@ def run_sweep(sweep: Sweep, *, resume: bool = False) -> SweepResult:
             if requeued:
                 print(f"trials {requeued} were interrupted: marked failed, their parameters queued again")
             top_up(study, sweep)
+        else:
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial counts as one to run
         state = counts(study)
+        elsewhere = (
+            f", {state['running']} running on other workers" if sweep.shared and state["running"] else ""
+        )
         print(
             f"sweep {folder}: study '{sweep.study_name}' ({sweep.direction} {sweep.base.monitor}), "
             f"{finished(state)}/{sweep.config.n_trials} trials finished, "
-            f"{state['waiting']} to run"
+            f"{state['waiting']} to run{elsewhere}"
         )
         deadline = started + sweep.config.timeout if sweep.config.timeout else None
         try:
@@ -392,5 +419,11 @@ def run_sweep(sweep: Sweep, *, resume: bool = False) -> SweepResult:
             print(f"\ninterrupted: finished trials are kept; continue with `protfit sweep --resume {folder}`")
             raise
         study = optuna.load_study(study_name=sweep.study_name, storage=storage)
+        kept = remove_weights(sweep, study)
         best = write_report(sweep, study, time.time() - started)
+        if sweep.config.output.keep_best_weights is not None:
+            print(
+                f"weights kept (checkpoints/): trial(s) {', '.join(map(str, sorted(kept))) or 'none'}; "
+                "every trial keeps its metrics, history and predictions (output.keep_best_weights)"
+            )
     return SweepResult(folder=folder, study=study, best=best, counts=counts(study))

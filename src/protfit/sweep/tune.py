@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from protfit.config import ConfigError, RunConfig, build_config
+from protfit.config import ConfigError, RunConfig, build_config, rerun_config
 from protfit.report.run_dir import write_json
 from protfit.sweep.tune_space import Diagnosis, search_space
 
@@ -231,7 +231,8 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     candidates = [confirm(START, raw, folder / "untuned", untuned, seeds, folder)]
     for row in trials:
         summary = json.loads((row.run_dir / "summary.json").read_text())
-        candidates.append(confirm(row.name, row.config, row.run_dir, summary, seeds, folder))
+        # its own runs on the other seeds write `last` again (a trial writes none): a cut-off tune resumes them
+        candidates.append(confirm(row.name, rerun_config(row.config), row.run_dir, summary, seeds, folder))
     chosen, why = choose(candidates, base.monitor_mode)
     print(f"  recommended: {chosen.name} — {why}")
 
@@ -255,7 +256,7 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     write_json(folder / "tune.json", summary)
     text = format_closing(summary)
     (folder / "tune.md").write_text(text + "\n")
-    recommended = _fresh(chosen.raw)
+    recommended = rerun_config(chosen.raw)
     header = f"# recommended by `protfit tune` ({chosen.name}): {why}\n"
     (folder / "recommended.yaml").write_text(header + yaml.safe_dump(recommended, sort_keys=False))
     print(f"[tune 6/6] report -> {folder / 'tune.md'}")
@@ -286,13 +287,6 @@ def stage_time(folder: Path, candidates: list[Candidate]) -> float:
         for run in list(candidate.runs.values())[1:]:
             total += float(json.loads((run / "summary.json").read_text()).get("wall_time_s") or 0.0)
     return round(total, 1)
-
-
-def _fresh(raw: dict[str, Any]) -> dict[str, Any]:
-    """A config ready to run again in a fresh run folder (output.name unset)."""
-    config = json.loads(json.dumps(raw))
-    config.setdefault("output", {}).update(name=None, overwrite=False)
-    return config
 
 
 def confirm(

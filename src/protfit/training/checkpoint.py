@@ -30,6 +30,9 @@ MODEL_FILE = "model.safetensors"
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
 MARKER_FILE = "checkpoint.json"
+# left in a run's checkpoints/ folder by whatever deleted its checkpoints, saying why (a sweep keeps the
+# weights of its best trials only); `missing_reason` reads it
+REMOVED_NOTE = "removed.txt"
 
 
 class CheckpointOwnerError(RuntimeError):
@@ -222,6 +225,23 @@ def save_checkpoint(
             "the checkpoint already there (if any) is kept: free space, then continue with `protfit train --resume RUN_DIR`"
         ) from error
     _replace_dir(staging, folder)
+
+
+def remove_checkpoint(folder: Path) -> None:
+    """Delete a checkpoint with the staging and backup copies a crash may have left beside it."""
+    folder = Path(folder)
+    for path in (folder, folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def missing_reason(checkpoints: Path, name: str) -> str:
+    """Why the checkpoint ``name`` of a run's ``checkpoints`` folder is not there, for an error message."""
+    note = Path(checkpoints) / REMOVED_NOTE
+    if note.is_file():
+        return note.read_text().strip()
+    if name == "last" and (Path(checkpoints).parent / "summary.json").is_file():
+        return "a finished run keeps it only with output.checkpoints.keep_last=true"
+    return "was the run interrupted before epoch 1 ended?"
 
 
 def _out_of_space(error: BaseException) -> bool:

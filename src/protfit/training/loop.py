@@ -23,6 +23,7 @@ import torch
 from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
+from protfit.config import RunConfig
 from protfit.metrics import compute_metrics, targets_from_frame
 from protfit.models.protein_model import load_trainable_state_dict, trainable_state_dict
 from protfit.plugins import StepContext, TrainingState
@@ -47,8 +48,8 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
     """Train for ``train.epochs`` (or until early stopping); returns the fit part of the summary.
 
     Writes history and checkpoints (``best``: the evaluation weights of the best validation epoch;
-    ``last``: live weights + optimizer, scheduler, RNG, early-stopping and plug-in state) from the
-    main process only.
+    ``last``: live weights + optimizer, scheduler, RNG, early-stopping and plug-in state, when
+    `last_due`) from the main process only.
     """
     cfg, accelerator = parts.cfg, parts.accelerator
     stopper = EarlyStopping(
@@ -70,6 +71,7 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
 
     parts.plugins.call("on_train_start", state)
     plotted_at, plotted_epochs = -math.inf, len(history.records)
+    last_written = time.monotonic()
     for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
         if stopper.should_stop:
             break
@@ -79,7 +81,8 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
         train_loss, padding = train_one_epoch(parts, state)
         # `last` is the commit point of an epoch: the history line follows it, and Ctrl-C or SIGTERM
         # waits until the epoch's writes are done. A history line without its checkpoint made --resume
-        # re-train that epoch and rewrite its line.
+        # re-train that epoch and rewrite its line (as it does, by design, for the epochs after the
+        # newest `last` when output.checkpoints writes it less often than every epoch).
         with ExitStack() as epoch_writes:
             with parts.plugins.evaluation_weights(state):
                 improved = validate_epoch(parts, state, stopper, val_targets, train_loss, padding, started)
@@ -89,8 +92,12 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
                     epoch_writes.enter_context(deferred_interrupts())
                     if best_weights is not None:
                         save_checkpoint(checkpoints / "best", best_weights, run_id=run_id, epoch=epoch)
-            last_weights = trainable_weights(parts)
-            if accelerator.is_main_process:
+            final = epoch == cfg.train.epochs or stopper.should_stop
+            # decided and gathered on every process (the gather is collective under FSDP / ZeRO-3)
+            last_weights = trainable_weights(parts) if last_due(cfg, epoch, final, last_written) else None
+            if last_weights is not None:
+                last_written = time.monotonic()
+            if accelerator.is_main_process and last_weights is not None:
                 save_checkpoint(
                     checkpoints / "last",
                     last_weights,
@@ -105,6 +112,7 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
                     run_id=run_id,
                     epoch=epoch,
                 )
+            if accelerator.is_main_process:
                 history.append(state.epoch_record)
                 print(format_epoch_line(state.epoch_record, cfg, improved))
         if accelerator.is_main_process and time.perf_counter() - plotted_at >= PLOT_INTERVAL_S:
@@ -127,6 +135,19 @@ def fit(parts: RunParts, run_dir: Path, *, resume: bool = False) -> dict[str, An
         "stopped_early": stopper.should_stop and len(history.records) < cfg.train.epochs,
         "history": history.records,
     }
+
+
+def last_due(cfg: RunConfig, epoch: int, final: bool, written_at: float) -> bool:
+    """Whether this epoch writes ``checkpoints/last`` (output.checkpoints): every N epochs, once M
+    minutes passed since the last write (``written_at``, time.monotonic()), and the final epoch of a
+    run that keeps it (so a longer resume continues from the end)."""
+    policy = cfg.output.checkpoints
+    if final and policy.keep_last:
+        return True
+    if policy.last_every_epochs is not None and epoch % policy.last_every_epochs == 0:
+        return True
+    minutes = policy.last_every_minutes
+    return minutes is not None and time.monotonic() - written_at >= 60 * minutes
 
 
 def validate_epoch(

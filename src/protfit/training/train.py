@@ -39,12 +39,13 @@ from protfit.report.run_dir import (
     RunLock,
     create_run_dir,
     ensure_writable,
+    environment,
     load_run_plugins,
     write_json,
 )
 from protfit.report.summary import report
 from protfit.report.trackers import check_trackers, close_trackers
-from protfit.training.checkpoint import load_model_state, recover_checkpoint
+from protfit.training.checkpoint import load_model_state, recover_checkpoint, remove_checkpoint
 from protfit.training.collapse import collapse_reason
 from protfit.training.evaluation import evaluate, write_predictions
 from protfit.training.loop import fit
@@ -68,7 +69,14 @@ class RunInterrupted(KeyboardInterrupt):
 # Overrides a resumed run may take: they change how long or how verbosely it goes on, not what it
 # trains. Anything else (model, data, method, learning rate...) would continue weights under a
 # config they were not trained with.
-RESUMABLE_KEYS = ("train.epochs", "train.early_stopping.", "train.progress", "evaluation.", "output.trackers")
+RESUMABLE_KEYS = (
+    "train.epochs",
+    "train.early_stopping.",
+    "train.progress",
+    "evaluation.",
+    "output.trackers",
+    "output.checkpoints.",
+)
 
 
 def resolve_config(config: RunConfig | str | Path | None, overrides: list[str] | None) -> RunConfig:
@@ -93,6 +101,7 @@ def train(
     if resume:
         run_dir: Path | None = Path(resume_from)
         cfg = resume_config(run_dir, overrides)
+        check_resumable(run_dir)
         ensure_writable(run_dir, "run folder")
     else:
         cfg, run_dir = resolve_config(config, overrides), None
@@ -117,7 +126,9 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
         # complete (a kill between the renames); one cut off mid-write (a full disk) is not a checkpoint.
         resume = recover_checkpoint(run_dir / "checkpoints" / "last")
         if not resume:
-            print(f"{run_dir} has no completed epoch: starting it again from scratch")
+            print(
+                f"{run_dir} has no completed epoch to continue from (no checkpoints/last): starting it again from scratch"
+            )
             _clear_outputs(run_dir)
         elif parts.accelerator.is_main_process:
             save_config(cfg, run_dir / CONFIG_FILE)  # the overrides applied on resume are recorded
@@ -164,6 +175,11 @@ def _run(parts: RunParts, run_dir: Path, resume: bool, started: float) -> RunRes
     if parts.accelerator.is_main_process:
         report(cfg, summary, baselines, run_dir, tested.outputs, tested.targets)
         close_trackers(parts.plugins, summary)  # final test metrics and diagnostics, then close
+        if not cfg.output.checkpoints.keep_last:
+            # finished: `last` served only --resume, and holds the optimizer state (with AdamW twice
+            # the trained weights again); the shuffled-label baseline's weights are never loaded again
+            remove_checkpoint(run_dir / "checkpoints" / "last")
+            shutil.rmtree(run_dir / "baselines" / "shuffled_labels" / "checkpoints", ignore_errors=True)
     return RunResult(run_dir=run_dir, summary=summary)
 
 
@@ -182,6 +198,17 @@ def resume_config(run_dir: Path, overrides: list[str] | None) -> RunConfig:
             "(start a new run for anything else)"
         )
     return load_config(run_dir / CONFIG_FILE, overrides)
+
+
+def check_resumable(run_dir: Path) -> None:
+    """Refuse to continue a finished run whose `last` was removed: there is no optimizer state to go on
+    with, and starting again from scratch would delete its results."""
+    if (run_dir / "summary.json").is_file() and not recover_checkpoint(run_dir / "checkpoints" / "last"):
+        raise FileNotFoundError(
+            f"{run_dir} has finished and its checkpoints/last (the optimizer state --resume continues from) "
+            "was removed as output.checkpoints.keep_last=false; train longer in a new run (more "
+            "train.epochs), with output.checkpoints.keep_last=true to extend runs later"
+        )
 
 
 def _clear_outputs(run_dir: Path) -> None:
@@ -233,11 +260,20 @@ def _shared_run_dir(parts: RunParts, run_dir: Path | None) -> Path:
 
     accelerator = parts.accelerator
     if run_dir is None and accelerator.is_main_process:
-        run_dir = create_run_dir(parts.cfg)
+        run_dir = create_run_dir(parts.cfg, run_environment(parts))
     if accelerator.num_processes > 1:
         run_dir = Path(broadcast_object_list([str(run_dir) if run_dir else None])[0])
     assert run_dir is not None
     return run_dir
+
+
+def run_environment(parts: RunParts) -> dict[str, Any]:
+    """The environment run.json records (`report.run_dir.environment`), with this run's device."""
+    import torch
+
+    device = parts.accelerator.device
+    name = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    return environment(f"{device}{name}", torch.get_num_threads(), parts.accelerator.num_processes)
 
 
 def write_run_files(parts: RunParts, run_dir: Path) -> None:
