@@ -72,6 +72,8 @@ def test_tune_resumes_after_a_kill_and_stays_within_its_budget(tmp_path: Path) -
     assert all(len(candidate["run_dirs"]) == 2 for candidate in summary["candidates"])
     assert (folder / "confirm" / "start" / "seed-43" / "summary.json").is_file()
     assert all((Path(run) / "summary.json").is_file() for run in summary["tuned"]["run_dirs"])
+    # every final run has its weights, also when the sweep deleted the chosen trial's (keep_best_weights)
+    assert all((Path(run) / "checkpoints" / "best").is_dir() for run in summary["tuned"]["run_dirs"])
     closing = (folder / "tune.md").read_text()
     assert (
         "| untuned (starting config) |" in closing and ", seed 42 |" in closing and ", seed 43 |" in closing

@@ -169,3 +169,17 @@ def test_a_collapsed_candidate_is_never_chosen():
     collapsed = candidate("trial-0002", [0.99, 0.99, 0.99], collapsed=True)
     assert choose([start, collapsed], "max")[0] is start
     assert choose([start, candidate("trial-0004", [0.2, 0.2, 0.2])], "min")[0].name == "trial-0004"
+
+
+def test_a_recommended_trial_whose_weights_the_sweep_deleted_is_trained_again(tmp_path, base_config):
+    from protfit.sweep.tune import with_weights
+
+    raw = base_config(seed=42)
+    raw["evaluation"]["bootstrap"] = {"resamples": 20}
+    trial = tmp_path / "sweep" / "trials" / "trial-0003"  # its checkpoints deleted: only metrics left
+    trial.mkdir(parents=True)
+    chosen = Candidate("trial-0003", raw, {42: trial}, {42: {"best_val_metric": 0.5}})
+    with_weights(chosen, tmp_path)
+    rerun = tmp_path / "confirm" / "trial-0003" / "seed-42"
+    assert chosen.runs[42] == rerun and (rerun / "checkpoints" / "best").is_dir()
+    assert chosen.summaries[42]["best_val_metric"] is not None

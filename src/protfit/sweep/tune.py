@@ -235,6 +235,7 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
         candidates.append(confirm(row.name, rerun_config(row.config), row.run_dir, summary, seeds, folder))
     chosen, why = choose(candidates, base.monitor_mode)
     print(f"  recommended: {chosen.name} — {why}")
+    with_weights(chosen, folder)
 
     reason = why if chosen.name == START else f"{why}; in the sweep: {recommendation_reason(comparison)}"
     summary = closing_summary(base, untuned, chosen, candidates, reason)
@@ -300,6 +301,19 @@ def confirm(
         runs[seed] = folder / "confirm" / name / f"seed-{seed}"
         summaries[seed] = run_once(seeded, runs[seed])
     return Candidate(name=name, raw=raw, runs=runs, summaries=summaries)
+
+
+def with_weights(chosen: Candidate, folder: Path) -> None:
+    """The recommended candidate's first-seed run is its sweep trial, whose weights the sweep may have
+    deleted (output.keep_best_weights keeps the best trials by value; the confirmation can choose
+    another): that seed is then trained again (the same numbers on CPU) so every final run has weights."""
+    seed, run = next(iter(chosen.runs.items()))
+    if (run / "checkpoints" / "best").is_dir():
+        return
+    seeded = copy.deepcopy(chosen.raw)
+    seeded["train"]["seed"] = seed
+    chosen.runs[seed] = folder / "confirm" / chosen.name / f"seed-{seed}"
+    chosen.summaries[seed] = run_once(seeded, chosen.runs[seed])
 
 
 def choose(candidates: list[Candidate], mode: str) -> tuple[Candidate, str]:
