@@ -118,12 +118,17 @@ def test_kept_trials_follow_the_direction_and_null_keeps_all(tmp_path, make_swee
         study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
         return study
 
-    sweep = make_sweep(tmp_path, output={"dir": str(tmp_path), "name": "s", "keep_best_weights": 2})
+    output = {"dir": str(tmp_path), "name": "s", "keep_best_weights": 2}
+    sweep = make_sweep(tmp_path, output=output)
     assert sweep.direction == "maximize" and kept_trials(sweep, study_of("maximize")) == {1, 2}
-    sweep.base.train.early_stopping.monitor = "loss"
-    assert sweep.direction == "minimize" and kept_trials(sweep, study_of("minimize")) == {0, 2}
-    sweep.config.output.keep_best_weights = None
-    assert kept_trials(sweep, study_of("minimize")) == {0, 1, 2, 3}
+    on_loss = make_sweep(tmp_path, output=output, overrides=["train.early_stopping.monitor=loss"])
+    assert on_loss.direction == "minimize" and kept_trials(on_loss, study_of("minimize")) == {0, 2}
+    every = make_sweep(
+        tmp_path,
+        output={**output, "keep_best_weights": None},
+        overrides=["train.early_stopping.monitor=loss"],
+    )
+    assert kept_trials(every, study_of("minimize")) == {0, 1, 2, 3}
 
 
 def test_seed_objective_is_the_mean_over_seeds_with_the_spread(tmp_path, make_sweep):

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from protfit.config import rerun_config
-from protfit.report.run_dir import read_run_info
+from protfit.report.run_dir import read_history, read_run_info, read_summary
 
 # --- documented thresholds ---------------------------------------------------------------------------
 # Two validation values equal at this many decimals are a tie (metrics are reported to 4 decimals, and
@@ -138,25 +138,6 @@ def find_runs(paths: list[str | Path]) -> tuple[list[tuple[str, Path]], list[Pat
     return found, sweeps
 
 
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    jsonl = run_dir / "history.jsonl"
-    if jsonl.is_file():
-        return [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    csv = run_dir / "history.csv"
-    if csv.is_file():
-        import pandas as pd
-
-        frame = pd.read_csv(csv)
-        return [{key: _plain(value) for key, value in row.items()} for row in frame.to_dict("records")]
-    return []
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 def _number(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -185,9 +166,8 @@ def _mode_of(monitor: str) -> str:
 def load_run(name: str, run_dir: Path) -> RunRow:
     """Read one run folder into a :class:`RunRow` and derive its verdict (rank and stars come later)."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    history = _read_history(run_dir)
+    summary = read_summary(run_dir)
+    history = read_history(run_dir)
     if not history and summary:
         history = list(summary.get("history") or [])
     # the configured monitor: a run whose metric was undefined (nan) selected by loss instead, and
@@ -555,12 +535,18 @@ def _metric_label(comparison: Comparison) -> str:
     return comparison.monitor if comparison.monitor == "loss" else comparison.monitor.upper()
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, decimals: int | None = None) -> str:
+    """One formatter for every table and line of compare and sweep: a setting with 4 significant
+    digits (0.001599 -> 0.0016 would hide a learning rate), a metric with ``decimals`` fixed
+    decimals (the precision every report prints), lists as JSON, and "–" for a missing or
+    undefined (nan) value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.{decimals}f}" if decimals is not None else f"{value:.4g}"
     if isinstance(value, list | dict):
         return json.dumps(value)
-    return "–" if value is None else str(value)
+    return str(value)
 
 
 def recommendation_reason(comparison: Comparison) -> str:

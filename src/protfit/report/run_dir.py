@@ -422,6 +422,44 @@ def create_run_dir(cfg: RunConfig, run_environment: dict[str, Any]) -> Path:
     return run_dir
 
 
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run's summary.json (written atomically when the run finished), or None before that."""
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _plain(value: Any) -> Any:
+    """A CSV cell as JSON would have held it: nan as None, numpy scalars as Python numbers."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's per-epoch records: history.jsonl (blank lines skipped; reading stops at a line that
+    does not parse, one a pre-atomic-write version was writing when it was read), else history.csv
+    (runs of older versions), else none. The one reader of a run's history (web UI, compare, resume,
+    sweep pruning)."""
+    jsonl = run_dir / "history.jsonl"
+    if jsonl.is_file():
+        records = []
+        for line in jsonl.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        return records
+    csv = run_dir / "history.csv"
+    if csv.is_file():
+        import pandas as pd
+
+        frame = pd.read_csv(csv)
+        return [{key: _plain(value) for key, value in row.items()} for row in frame.to_dict("records")]
+    return []
+
+
 class History:
     """Per-epoch records, rewritten in full (and atomically) after every epoch (CSV and JSON lines)."""
 
@@ -431,9 +469,7 @@ class History:
 
     @classmethod
     def load(cls, run_dir: Path) -> History:
-        path = run_dir / "history.jsonl"
-        records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        return cls(run_dir, records)
+        return cls(run_dir, read_history(run_dir))
 
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)

@@ -7,7 +7,6 @@ fix it too early).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import statistics
@@ -23,6 +22,7 @@ from protfit.config import RunConfig
 from protfit.data.loading import load_dataset_splits
 from protfit.plugins import Plugin, TrainingState
 from protfit.report.plots import plot_history
+from protfit.report.run_dir import read_history
 from protfit.training.train import train
 
 
@@ -50,9 +50,8 @@ class PruningReporter(Plugin):
         self.trial.report(float(value), self.last_epoch)
         if self.trial.should_prune():
             # the recipe redraws its curves only every few seconds: bring them up to date first
-            history = Path(state.run_dir) / "history.jsonl"
-            if history.is_file():
-                records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+            records = read_history(Path(state.run_dir))
+            if records:
                 plot_history(records, state.config.metric_names, Path(state.run_dir))
             raise optuna.TrialPruned(f"pruned after epoch {self.last_epoch} ({monitor} {value:.4f})")
 

@@ -7,7 +7,6 @@ with `atomic_write`: a reader never sees half a file.
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from pathlib import Path
@@ -17,15 +16,12 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from protfit.report.compare import format_value
 from protfit.report.run_dir import atomic_write
 from protfit.sweep.storage import counts, finished
 
 if TYPE_CHECKING:
     from protfit.sweep.study import Sweep
-
-
-def format_value(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -57,11 +53,11 @@ def report_trial(
     done = counts(study)
     value = trial.value if state == "complete" else None
     spread = trial.user_attrs.get("sd")
-    shown = format_value(value) + (f" ± {spread:.4f}" if spread and value is not None else "")
+    shown = format_value(value, decimals=4) + (f" ± {spread:.4f}" if spread and value is not None else "")
     if state == "pruned":
         shown = f"at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
     best = best_trial(study)
-    best_text = f"best {format_value(best.value)} (#{best.number})" if best else "best -"
+    best_text = f"best {format_value(best.value, decimals=4)} (#{best.number})" if best else "best –"
     line = (
         f"trial {finished(done)}/{sweep.config.n_trials} #{number} {state} {sweep.base.monitor} {shown}  "
         f"{format_params(trial.params)}  | {best_text}  {time.perf_counter() - started:.1f}s"

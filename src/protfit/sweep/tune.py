@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from protfit.config import ConfigError, RunConfig, build_config, rerun_config
-from protfit.report.run_dir import write_json
+from protfit.report.run_dir import read_summary, write_json
 from protfit.sweep.tune_space import Diagnosis, search_space
 
 TUNE_FILE = "tune.yaml"
@@ -98,8 +98,8 @@ def run_once(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Train ``raw`` into ``folder`` unless it is finished there; continue it when it was cut off."""
     from protfit.training.train import train
 
-    if (folder / "summary.json").is_file():
-        return json.loads((folder / "summary.json").read_text())
+    if (summary := read_summary(folder)) is not None:
+        return summary
     if (folder / "config.yaml").is_file():
         return train(None, resume_from=folder).summary
     raw = copy.deepcopy(raw)
@@ -230,7 +230,7 @@ def tune(folder: str | Path, *, range_test: Any = None) -> TuneResult:
     )
     candidates = [confirm(START, raw, folder / "untuned", untuned, seeds, folder)]
     for row in trials:
-        summary = json.loads((row.run_dir / "summary.json").read_text())
+        summary = read_summary(row.run_dir) or {}
         # its own runs on the other seeds write `last` again (a trial writes none): a cut-off tune resumes them
         candidates.append(confirm(row.name, rerun_config(row.config), row.run_dir, summary, seeds, folder))
     chosen, why = choose(candidates, base.monitor_mode)
@@ -281,12 +281,12 @@ def stage_time(folder: Path, candidates: list[Candidate]) -> float:
     test (a few seconds) and model loading between runs are not counted."""
     import pandas as pd
 
-    total = float(json.loads((folder / "untuned" / "summary.json").read_text()).get("wall_time_s") or 0.0)
+    total = float((read_summary(folder / "untuned") or {}).get("wall_time_s") or 0.0)
     trials = folder / "sweep" / "trials.csv"
     total += float(pd.read_csv(trials)["wall_time_s"].fillna(0).sum()) if trials.is_file() else 0.0
     for candidate in candidates:
         for run in list(candidate.runs.values())[1:]:
-            total += float(json.loads((run / "summary.json").read_text()).get("wall_time_s") or 0.0)
+            total += float((read_summary(run) or {}).get("wall_time_s") or 0.0)
     return round(total, 1)
 
 
@@ -422,7 +422,7 @@ def format_closing(summary: dict[str, Any]) -> str:
         f"| untuned (starting config) | {val(untuned['val'])} | {_entry(untuned['test'])} |",
     ]
     for seed, test, run in zip(tuned["seeds"], tuned["test"], tuned["run_dirs"], strict=True):
-        value = json.loads((Path(run) / "summary.json").read_text()).get("best_val_metric")
+        value = (read_summary(Path(run)) or {}).get("best_val_metric")
         lines.append(f"| {label}, seed {seed} | {val(value)} | {_entry(test)} |")
     if len(tuned["seeds"]) > 1 and tuned["test_mean"] is not None:
         sd = f" ± {tuned['test_sd']:.3f} (sd over seeds)" if tuned["test_sd"] is not None else ""

@@ -17,6 +17,7 @@ import pandas as pd
 from protfit.data.loading import DatasetSplits
 from protfit.report.confidence import format_with_interval
 from protfit.report.plots import loss_figure, metrics_figure
+from protfit.report.run_dir import read_summary
 
 # ---- dataset preview ---------------------------------------------------------------------------
 
@@ -110,19 +111,6 @@ def sample_rows(splits: DatasetSplits, count: int = 5) -> pd.DataFrame:
 # ---- a run folder ------------------------------------------------------------------------------
 
 
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "history.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            break
-    return rows
-
-
 def loss_plot(history: list[dict[str, Any]]) -> plt.Figure | None:
     return loss_figure(history, size=(5, 3)) if history else None
 
@@ -181,10 +169,9 @@ def model_stats_table(run_dir: Path) -> pd.DataFrame | None:
 
 
 def summary_text(run_dir: Path) -> str:
-    path = run_dir / "summary.json"
-    if not path.is_file():
+    summary = read_summary(run_dir)
+    if summary is None:
         return ""
-    summary = json.loads(path.read_text())
     lines = [
         f"**Best epoch {summary.get('best_epoch')}** ({summary.get('monitor')} "
         f"{summary.get('best_val_metric')} on validation), {summary.get('epochs_run')} epochs run"

@@ -11,6 +11,7 @@ import yaml
 
 from protfit.config import ConfigError
 from protfit.data.errors import DataError
+from protfit.report.run_dir import read_history
 from protfit.webui import results, schema
 from protfit.webui.jobs import Job, JobRegistry
 from protfit.webui.workspace import CONFIGS, RUNS, Workspace, WorkspaceError, unique_name
@@ -220,7 +221,7 @@ class TrainTab:
 
     def progress_text(self, job: Job) -> str:
         relative = self.workspace.relative(job.run_dir) if job.run_dir else "?"
-        epochs = len(results.read_history(job.run_dir)) if job.run_dir else 0
+        epochs = len(read_history(job.run_dir)) if job.run_dir else 0
         if job.running:
             progress = job.progress
             overall = progress.overall_percent
@@ -250,7 +251,7 @@ class TrainTab:
         """Plots, verdicts, metrics and downloads of a run folder (live or finished)."""
         if run_dir is None or not run_dir.is_dir():
             return [None, None, "", None, None, *[gr.update(visible=False)] * 3]
-        history = results.read_history(run_dir)
+        history = read_history(run_dir)
         text = "\n\n".join(
             part
             for part in (

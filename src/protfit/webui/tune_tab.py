@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from protfit.webui import results
+from protfit.report.run_dir import read_history, read_summary
 from protfit.webui.jobs import Job, JobRegistry
 from protfit.webui.train_tab import USER_ERRORS, TrainTab
 from protfit.webui.workspace import CONFIGS, LR_FIND, SWEEPS, TUNES, Workspace, unique_name
@@ -27,11 +27,10 @@ def live_trials(sweep_dir: Path) -> pd.DataFrame | None:
         return None
     rows = []
     for folder in folders:
-        summary_file = folder / "summary.json"
-        history = results.read_history(folder)
+        history = read_history(folder)
         row: dict[str, Any] = {"trial": folder.name, "epochs": len(history)}
-        if summary_file.is_file():
-            summary = json.loads(summary_file.read_text())
+        summary = read_summary(folder)
+        if summary is not None:
             row.update(state="finished", monitor=summary.get("monitor"), best=summary.get("best_val_metric"))
         else:
             row.update(state="running or pruned", monitor=None, best=None)
