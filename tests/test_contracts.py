@@ -98,7 +98,8 @@ def base_config(data: Path, out_dir: Path, slot: Slot) -> RunConfig:
             "bootstrap": {"resamples": 10},
             "baselines": {"enabled": False},
         },
-        "output": {"dir": str(out_dir), "name": f"run{slot.index}"},
+        # keep_last: a finished run drops its optimizer state by default; the resume contract needs it
+        "output": {"dir": str(out_dir), "name": f"run{slot.index}", "checkpoints": {"keep_last": True}},
     }
     return build_config(apply_overrides(raw, slot.settings()))
 
