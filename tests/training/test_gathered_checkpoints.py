@@ -17,6 +17,7 @@ from protfit.report.run_dir import History, create_run_dir
 from protfit.training import loop
 from protfit.training.loop import fit
 from protfit.training.setup import setup_run
+from protfit.training.train import run_environment
 
 GATHERED = 7.0  # what the stand-in gather returns for every tensor: no trained weight has this value
 
@@ -35,7 +36,7 @@ def parts_and_run_dir(tmp_path):
         }
     )
     parts = setup_run(cfg)
-    return parts, create_run_dir(cfg)
+    return parts, create_run_dir(cfg, run_environment(parts))
 
 
 def checkpoint_weights(run_dir, name):
