@@ -137,3 +137,16 @@ def test_lr_find_command_warns_when_the_curve_cannot_be_trusted(base_config, tmp
     config.write_text(yaml.safe_dump(base_config()))
     assert main(["lr-find", str(config)]) == 0
     assert "WARNING: the loss curve is too flat or noisy to trust" in capsys.readouterr().out
+
+
+def test_too_few_range_test_steps_are_warned_about_before_any_work(
+    base_config, tmp_path, caplog, monkeypatch
+):
+    from protfit.sweep import lr_find as module
+
+    monkeypatch.setattr(module, "setup_run", lambda cfg: (_ for _ in ()).throw(RuntimeError("built")))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(base_config()))
+    with caplog.at_level("WARNING", logger="protfit"), pytest.raises(RuntimeError, match="built"):
+        module.lr_find(str(config), settings=module.RangeTestSettings(num_steps=3))
+    assert "3 steps are too few for the range test" in caplog.text

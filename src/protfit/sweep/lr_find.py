@@ -6,6 +6,7 @@ The test itself (ramp, smoothing, suggestion rules, curve and plot) is
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,12 @@ from protfit.training.lr_range_test import (
 )
 from protfit.training.setup import setup_run
 from protfit.training.train import resolve_config
+
+logger = logging.getLogger("protfit")
+# The smoothed loss is an exponential average with beta 0.98, i.e. over ~1 / (1 - beta) = 50 batches:
+# a shorter ramp cannot show a descent beyond its noise, so its suggestion always falls back to the
+# noise rule (a tenth of where the loss diverged).
+MIN_USEFUL_STEPS = 50
 
 
 def lr_find(
@@ -39,6 +46,15 @@ def lr_find(
         )
     if settings.num_steps < 2:
         raise ValueError(f"the range test needs at least 2 steps (got {settings.num_steps})")
+    if settings.num_steps < MIN_USEFUL_STEPS:
+        logger.warning(
+            "%d steps are too few for the range test: its smoothed loss averages ~%d batches, so the curve "
+            "cannot show a descent and the suggestion will be the noise rule's upper bound; use %d (the "
+            "default) or more",
+            settings.num_steps,
+            MIN_USEFUL_STEPS,
+            RangeTestSettings().num_steps,
+        )
     if cfg.train.learning_rate == "auto":
         # the run's own optimizer is built with a rate; the ramp replaces it anyway
         cfg = with_learning_rate(cfg, PLACEHOLDER_LR)
