@@ -115,12 +115,17 @@ def test_the_undertrained_diagnosis_widens_epochs_patience_and_schedule(tmp_path
     assert space.start["train.epochs"] == 30  # trial 0 is the start
 
 
-def test_a_best_epoch_in_the_last_tenth_of_a_full_run_counts_as_undertrained():
+def test_a_run_that_early_stopping_did_not_end_counts_as_undertrained():
     from protfit.sweep.tune import late_best
 
-    assert late_best({"best_epoch": 29, "epochs_run": 30, "stopped_early": False})
-    assert not late_best({"best_epoch": 27, "epochs_run": 30, "stopped_early": False})
-    assert not late_best({"best_epoch": 22, "epochs_run": 27, "stopped_early": True})
+    # patience 5: best epoch 27 of 30 means validation improved within the patience window
+    # (GB1 three_vs_rest's start, which then gained from longer training)
+    assert late_best({"best_epoch": 27, "epochs_run": 30, "stopped_early": False}, patience=5)
+    assert not late_best({"best_epoch": 25, "epochs_run": 30, "stopped_early": False}, patience=5)
+    assert not late_best({"best_epoch": 22, "epochs_run": 27, "stopped_early": True}, patience=5)
+    # no early stopping: the best epoch in the last tenth
+    assert late_best({"best_epoch": 29, "epochs_run": 30, "stopped_early": False}, patience=None)
+    assert not late_best({"best_epoch": 27, "epochs_run": 30, "stopped_early": False}, patience=None)
 
 
 def test_overfitting_adds_smaller_heads_and_a_frozen_backbone_searches_the_pooler(tmp_path):

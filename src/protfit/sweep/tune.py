@@ -130,16 +130,20 @@ def diagnose(base: RunConfig, folder: Path, summary: dict[str, Any]) -> Diagnosi
     lengths = {len(s) for split in (splits.train, splits.validation) for s in split.frame["aa_seq"]}
     return Diagnosis(
         verdict=compare_runs([folder]).rows[0].verdict,
-        undertrained=bool((summary.get("diagnostics") or {}).get("undertrained")) or late_best(summary),
+        undertrained=bool((summary.get("diagnostics") or {}).get("undertrained"))
+        or late_best(summary, base.train.early_stopping.patience),
         train_rows=len(splits.train.frame),
         equal_lengths=len(lengths) == 1,
     )
 
 
-def late_best(summary: dict[str, Any]) -> bool:
-    """The run used all its epochs and its best epoch is in their last tenth (tune_space.py)."""
+def late_best(summary: dict[str, Any], patience: int | None) -> bool:
+    """Early stopping did not end the run: it used all its epochs and its best epoch is within the last
+    ``patience`` of them (the last tenth without early stopping), so by the run's own criterion it was
+    still improving when the epochs ran out (tune_space.py)."""
     best, run = summary.get("best_epoch"), summary.get("epochs_run") or 0
-    return best is not None and not summary.get("stopped_early") and best > run - max(1, run // 10)
+    window = patience or max(1, run // 10)
+    return best is not None and not summary.get("stopped_early") and best > run - window
 
 
 def range_test_result(raw: dict[str, Any], folder: Path, settings: Any) -> dict[str, Any]:

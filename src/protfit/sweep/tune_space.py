@@ -15,9 +15,11 @@ The rules (also in docs/tuning.md), from the starting config, the range test and
   classification) on or off, and smaller heads (half the first width, and no hidden layer).
 * **underfit**: less dropout and weight decay than the start.
 * **none / no diagnosis**: the `quick` preset's dropout and weight-decay ranges.
-* **undertrained** (the diagnostics' ``undertrained``, or a run that used all its epochs with its
-  best epoch in their last tenth: a schedule that decays to zero flattens the last epochs, so
-  "still rising" misses runs that stopped improving only because the rate ran out): longer training
+* **undertrained** (the diagnostics' ``undertrained``, or a run that early stopping did not end: all
+  its epochs used and its best epoch within the last ``patience`` of them, the last tenth without
+  early stopping. By the run's own stopping rule it was still improving when the epochs ran out, and
+  a schedule that decays to zero flattens the last epochs, so "still rising" misses such runs; GB1
+  three_vs_rest's start, best at epoch 27 of 30, gained from longer training): longer training
   (epochs x1, x2, x5), more patience (x1, x4) and a constant schedule besides the start's.
 * **frozen backbone** (``method: freeze``): the pooler (mean pooling over a few hundred residues
   hides a single substitution; attention pooling and, for equal-length variants, flatten do not).
