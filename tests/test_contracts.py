@@ -46,14 +46,6 @@ NEEDS: dict[str, list[str]] = {
 
 
 # Entries that break the contract today, with why; strict: the test says when one is fixed.
-KNOWN_BROKEN: dict[str, str] = {
-    "regularizer:freeze_layers": (
-        "the best checkpoint holds only the layers that trained, and protfit.load builds the model "
-        "without the plug-in that froze the others, so it expects every backbone weight"
-    ),
-}
-
-
 @dataclass
 class Slot:
     """One tiny run and the entries it covers."""
@@ -189,12 +181,7 @@ def entries() -> list[Any]:
         for name in metrics_for(problem)
     ]
     cases += [pytest.param("regularizer", name, id=f"regularizer-{name}") for name in regularizer_sections()]
-    return [
-        pytest.param(*case.values, id=case.id, marks=pytest.mark.xfail(reason=broken, strict=True))
-        if (broken := KNOWN_BROKEN.get(f"{case.values[0]}:{case.values[1]}"))
-        else case
-        for case in cases
-    ]
+    return cases
 
 
 def with_structure(data: Path) -> Path:

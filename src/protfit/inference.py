@@ -221,6 +221,12 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
     meta = read_json(run_dir / "model_meta.json")
     model = build_model(config, meta["num_labels"])
     model = apply_method(model, config, total_steps=1)
+    # what the run's plug-ins froze or unfroze after the method (regularization.freeze_layers): the
+    # checkpoint holds exactly the parameters that trained, the rest come from the pretrained backbone
+    overrides = meta.get("trainable_overrides") or {}
+    for name, parameter in model.named_parameters():
+        if name in overrides:
+            parameter.requires_grad_(overrides[name])
     weights, epoch = _read_checkpoint(run_dir / "checkpoints" / checkpoint)
     load_trainable_state_dict(model, weights)
     model.eval()

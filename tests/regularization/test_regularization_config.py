@@ -69,6 +69,8 @@ def test_every_field_is_described():
             "needs the bottom",
         ),
         ([R + "augmentation.enabled=true"], "full", "single_label_classification", "every \\*_prob is 0"),
+        ([R + "freeze_layers.enabled=true"], "adalora", "regression", "scores every adapter by its gradient"),
+        ([R + "gradual_unfreezing.enabled=true"], "adalora", "regression", "scores every adapter by its gradient"),
         (
             [R + "dropout.enabled=true", R + "dropout.hidden=1.5"],
             "full",

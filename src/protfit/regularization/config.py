@@ -85,6 +85,12 @@ def check_regularization(cfg: RunConfig) -> None:
             "regularization.dropout and scheduled_dropout (target backbone/all) both set the backbone's "
             "dropout; use scheduled_dropout.target=head or one of the two"
         )
+    if method == "adalora" and on & {"freeze_layers", "gradual_unfreezing"}:
+        name = sorted(on & {"freeze_layers", "gradual_unfreezing"})[0]
+        raise ValueError(
+            f"regularization.{name} stops gradients to some layers' adapters, but model.method=adalora "
+            "scores every adapter by its gradient to allocate ranks; use model.method=lora with it"
+        )
     if {"freeze_layers", "gradual_unfreezing"} <= on:
         raise ValueError(
             "regularization.freeze_layers and gradual_unfreezing both decide which layers train; enable one"

@@ -61,6 +61,9 @@ class RunParts:
     lr_find: RangeTestResult | None = None  # the range test's result when train.learning_rate was auto
     # model.extra_features: how each was computed (reference, scoring model), for model_meta.json
     extra_feature_states: dict[str, Any] = field(default_factory=dict)
+    # parameters whose requires_grad a plug-in changed after the method set it (freeze_layers freezes
+    # the bottom layers): the checkpoint holds only what trained, so reloading must repeat this
+    trainable_overrides: dict[str, bool] = field(default_factory=dict)
 
     @property
     def total_steps(self) -> int:
@@ -212,7 +215,13 @@ def setup_run(
     )
     # Plug-ins adjust the model after the method (a method sets requires_grad wholesale; partial
     # freezing, re-initialisation and dropout changes refine it) and before the cache decision.
+    method_trains = {name: p.requires_grad for name, p in parts.model.named_parameters()}
     parts.plugins.call("configure_model", parts)
+    parts.trainable_overrides = {
+        name: p.requires_grad
+        for name, p in parts.model.named_parameters()
+        if method_trains.get(name, not p.requires_grad) != p.requires_grad
+    }
 
     if uses_embedding_cache(parts.model, cfg):
         if parts.plugins.needs_backbone_forward:

@@ -291,6 +291,7 @@ def write_run_files(parts: RunParts, run_dir: Path) -> None:
             # imported again by eval / predict / export / protfit.load / --resume before the config
             "plugin_modules": plugin_modules(),
             "extra_features": parts.extra_feature_states,
+            "trainable_overrides": parts.trainable_overrides,
         },
     )
     write_json(run_dir / "model_stats.json", parts.stats)
