@@ -115,6 +115,17 @@ def test_the_undertrained_diagnosis_widens_epochs_patience_and_schedule(tmp_path
     assert space.start["train.epochs"] == 30  # trial 0 is the start
 
 
+def test_pruning_waits_for_a_tenth_of_the_longest_training_searched(tmp_path):
+    from protfit.sweep.tune import longest_training
+
+    start = base(tmp_path)
+    plain = search_space(start, 1e-3, RANGE_TEST, Diagnosis("none", undertrained=False))
+    assert longest_training(plain, start) == 30
+    # epochs x5 searched: a 150-epoch trial is not judged at epoch 3 against 30-epoch ones
+    longer = search_space(start, 1e-3, RANGE_TEST, Diagnosis("none", undertrained=True))
+    assert longest_training(longer, start) == 150
+
+
 def test_a_run_that_early_stopping_did_not_end_counts_as_undertrained():
     from protfit.sweep.tune import late_best
 
