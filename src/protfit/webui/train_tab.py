@@ -408,7 +408,8 @@ class TrainTab:
         )
         # .input: a person's choice; a dataset set by "Load its settings" keeps the loaded problem type
         dataset.input(self.guess, [dataset, label_column], [problem_type, label_names, guessed])
-        label_column.input(self.guess, [dataset, label_column], [problem_type, label_names, guessed])
+        # .blur, not .input: reading the files at every keystroke of a column name would be wasted
+        label_column.blur(self.guess, [dataset, label_column], [problem_type, label_names, guessed])
         uploads.upload(
             self.upload, [uploads, label_column], [dataset, problem_type, label_names, guessed, uploads]
         )
