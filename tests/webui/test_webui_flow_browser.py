@@ -5,6 +5,7 @@ workspace. One server and one page for the module; the tests run in file order."
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,13 @@ def page(server: tuple[str, Path]) -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("PROTFIT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def measurements(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A biologist's files: sequences with a measured number, already split."""
     folder = tmp_path_factory.mktemp("my-data")
@@ -69,7 +77,7 @@ def test_a_refused_upload_does_not_block_the_next_one(page, measurements: Path, 
     expect(page.get_by_text(re.compile(r"uploaded to datasets/upload-"))).to_be_visible()
 
 
-def test_upload_preview_train_results_predict_without_typing(page, server) -> None:
+def test_upload_preview_train_results_predict_without_typing(page, server, shots: Path) -> None:
     # 1 Data: the problem type was guessed from the uploaded labels; nothing shown before a preview
     expect(field(page, "Problem type")).to_have_value("regression")
     expect(page.get_by_text("guessed from the labels")).to_be_visible()
@@ -84,6 +92,10 @@ def test_upload_preview_train_results_predict_without_typing(page, server) -> No
     picker.click()
     expect(page.get_by_role("option", name=re.compile(r"^ESM-2 650M"))).to_be_visible()
     expect(page.get_by_role("option", name=re.compile("tiny-"))).to_have_count(0)
+    page.get_by_role("heading", name="2 · Model").evaluate(
+        "element => element.scrollIntoView({block: 'start'})"
+    )
+    page.screenshot(path=shots / "webui-model-picker.png", full_page=False)
     page.get_by_role("option", name=re.compile(r"^One-hot")).click()
     expect(page.get_by_text("model.name: onehot")).to_be_visible()
 
