@@ -90,7 +90,7 @@ class TrainTab:
         ]
 
     def preview_data(self, dataset: str | None, *values: Any) -> list[Any]:
-        """[checks, classes, class table, sizes, lengths, label plot, samples, problem type, label names]:
+        """[checks, class table, sizes, lengths, label plot, samples, problem type, label names]:
         with no problem type chosen yet, the one guessed from the labels is used and shown."""
         from protfit.data.loading import load_dataset_splits
 
