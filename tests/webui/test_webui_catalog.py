@@ -44,3 +44,10 @@ def test_description_gives_size_memory_and_availability(monkeypatch: pytest.Monk
     assert "available offline here" in catalog.describe("onehot") and "no weights" in catalog.describe(
         "onehot"
     )
+
+
+def test_the_table_lists_every_model_with_its_size_and_availability() -> None:
+    table = catalog.table()
+    assert table["model.name"].tolist() == [card.name for card in catalog.CARDS]
+    row = table.set_index("model.name").loc["onehot"]
+    assert (row["size"], row["offline here"]) == ("no weights", "yes")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 from protfit.models.aliases import list_aliases
 from protfit.webui.workspace import Workspace, WorkspaceError
 
@@ -157,6 +159,23 @@ def choices(show_test_models: bool = False) -> list[tuple[str, str]]:
     if show_test_models:
         pairs += [(f"test model: {name} (random weights)", name) for name in testing_models()]
     return pairs
+
+
+def table() -> pd.DataFrame:
+    """Every model of the picker side by side: family, size, memory, use, offline here."""
+    return pd.DataFrame(
+        [
+            {
+                "model": card.title,
+                "model.name": card.name,
+                "family": card.family,
+                "size": _size(card),
+                "good for": card.good_for,
+                "offline here": "yes" if offline(card.name) else "downloads once",
+            }
+            for card in CARDS
+        ]
+    )
 
 
 def default_model() -> str:

@@ -20,6 +20,8 @@ COMMON = {
     "train": ["train.epochs", "train.learning_rate", "data.batch_size"],
 }
 COMMON_KEYS = {key for keys in COMMON.values() for key in keys}
+# An example in the empty box where the generic list example would mislead.
+PLACEHOLDERS = {"data.label_names": "e.g. [binder, non-binder]; empty: class indices 0, 1, …"}
 
 
 def _widget(spec: schema.FieldSpec, visible: bool) -> gr.components.Component:
@@ -52,9 +54,11 @@ def _widget(spec: schema.FieldSpec, visible: bool) -> gr.components.Component:
             step=1 if spec.integer else 0.0001,
             **common,
         )
-    return gr.Textbox(
-        value=spec.default, placeholder="YAML, e.g. [64, 32]" if spec.kind == "yaml" else None, **common
-    )
+    return gr.Textbox(value=spec.default, placeholder=PLACEHOLDERS.get(spec.key, _yaml_hint(spec)), **common)
+
+
+def _yaml_hint(spec: schema.FieldSpec) -> str | None:
+    return "YAML, e.g. [64, 32]" if spec.kind == "yaml" else None
 
 
 def _section_label(section: str) -> str:

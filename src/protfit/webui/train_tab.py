@@ -350,6 +350,8 @@ class TrainTab:
             test_models = gr.Checkbox(
                 label="show test models", info="random-weight models for smoke tests", value=False, scale=0
             )
+        with gr.Accordion("All models: size, memory, use, offline here", open=False):
+            gr.Dataframe(catalog.table(), interactive=False, wrap=True)
         form.place(COMMON["model"][1:])
 
         gr.Markdown("## 3 · Train")
