@@ -90,6 +90,13 @@ def test_a_model_path_outside_the_workspace_is_refused_without_saying_if_it_exis
     assert not list((tab.workspace.root / "runs").iterdir())
 
 
+def test_the_zero_shot_model_is_confined_too(tab: train_tab.TrainTab) -> None:
+    values = form_values()
+    values[[spec.key for spec in tab.specs].index("model.zero_shot_model")] = "/etc"
+    message, *_ = tab.preview_command("datasets/syn", *values)
+    assert message.startswith("✗ refused: model.zero_shot_model '/etc' is outside the workspace")
+
+
 @pytest.mark.parametrize(
     "name", ["onehot", "antiberty", "tiny-esm2", "facebook/esm2_t6_8M_UR50D", "models/mine"]
 )
