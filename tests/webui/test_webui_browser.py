@@ -10,29 +10,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_helpers import CHROMIUM, RUN_TIMEOUT, choose, field, free_port, set_number
 
 from protfit.config import ConfigError, build_config
 from protfit.data.synthetic import write_synthetic_dataset
 
 playwright = pytest.importorskip("playwright.sync_api")
 gradio = pytest.importorskip("gradio")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed")
 
 expect = playwright.expect
-RUN_TIMEOUT = 240_000  # ms: a tiny run, on a busy 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     workspace = Workspace(root)
     app = build_app(workspace)
     app.queue(default_concurrency_limit=8)
-    options = launch_options(workspace, port=_free_port())
+    options = launch_options(workspace, port=free_port())
     assert options["server_name"] == "127.0.0.1"
     app.launch(**options, prevent_thread_lock=True, quiet=True)
     try:
@@ -79,47 +70,24 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def field(page, label: str):
-    """The widget labelled ``label`` (a text box's accessible name also holds its help text)."""
-    with_help = page.get_by_role("textbox", name=re.compile("^" + re.escape(label) + r"( |$)"))
-    return page.get_by_label(label, exact=True).or_(with_help)
-
-
-def choose(page, label: str, value: str) -> None:
-    box = field(page, label)
-    box.click()
-    box.fill(value)
-    option = page.get_by_role("option", name=value, exact=True)
-    if option.count():
-        option.first.click()
-    else:  # a name the dropdown allows without listing (a hub id, a typed path)
-        box.press("Enter")
-    box.press("Escape")
-
-
-def set_number(page, label: str, value: object) -> None:
-    box = field(page, label)
-    box.fill("" if value is None else str(value))
-    box.press("Tab")
-
-
 def test_preview_data_and_command(page, shots: Path) -> None:
-    choose(page, "dataset folder", "datasets/syn")
-    choose(page, "data.problem_type", "single_label_classification")
+    choose(page, "Dataset folder", "datasets/syn")
+    expect(field(page, "Problem type")).to_have_value("single_label_classification")  # guessed
     page.get_by_role("button", name="Preview data").click()
     expect(page.get_by_text("no sequence is shared between splits")).to_be_visible()
     expect(page.get_by_text("datasets/syn/train.csv").first).to_be_visible()
     page.screenshot(path=shots / "webui-train-preview.png", full_page=False)
 
-    choose(page, "model.name", "tiny-esm2")
-    choose(page, "model.method", "full")
-    set_number(page, "train.epochs", 2)
+    page.get_by_label("show test models").check()
+    choose(page, "Model", "tiny-esm2")
+    choose(page, "Method", "full")
+    set_number(page, "Epochs", 2)
     page.get_by_role("button", name="Preview command").click()
     expect(page.get_by_text("valid configuration, saved as")).to_be_visible()
     expect(
         page.get_by_text(re.compile(r"protfit train configs/webui-\d{8}-\d{6}-\w{6}\.yaml"))
     ).to_be_visible()
-    expect(page.get_by_text("name: tiny-esm2")).to_be_visible()
+    expect(page.get_by_text("name: tiny-esm2", exact=True)).to_be_visible()
     page.get_by_text("valid configuration, saved as").evaluate(
         "element => element.scrollIntoView({block: 'start'})"
     )
@@ -127,13 +95,15 @@ def test_preview_data_and_command(page, shots: Path) -> None:
 
 
 def test_options_show_only_when_relevant(page) -> None:
-    expect(field(page, "model.lora.r")).to_be_hidden()
-    choose(page, "model.method", "lora")
-    page.get_by_role("button", name=re.compile(r"^model\.lora")).click()
-    expect(field(page, "model.lora.r")).to_be_visible()
-    expect(field(page, "model.lora.adalora_init_r")).to_be_hidden()
-    choose(page, "model.method", "full")
-    expect(field(page, "model.lora.r")).to_be_hidden()
+    expect(field(page, "Rank r")).to_be_hidden()
+    choose(page, "Method", "lora")
+    page.get_by_role("button", name="Advanced: every other option").click()
+    page.get_by_role("button", name=re.compile(r"^Model\b")).click()
+    page.get_by_role("button", name=re.compile(r"^LoRA \(model\.lora\)")).click()
+    expect(field(page, "Rank r")).to_be_visible()
+    expect(field(page, "AdaLoRA init rank r")).to_be_hidden()
+    choose(page, "Method", "full")
+    expect(field(page, "Rank r")).to_be_hidden()
 
 
 def test_refused_value_has_the_config_message(page) -> None:
@@ -146,10 +116,10 @@ def test_refused_value_has_the_config_message(page) -> None:
             }
         )
     line = next(line for line in str(refused.value).splitlines() if "train.epochs" in line).strip()
-    set_number(page, "train.epochs", 0)
+    set_number(page, "Epochs", 0)
     page.get_by_role("button", name="Preview command").click()
     expect(page.get_by_text(line.removeprefix("- "), exact=False)).to_be_visible()
-    set_number(page, "train.epochs", 2)
+    set_number(page, "Epochs", 2)
 
 
 def test_start_run_progress_final_metrics_and_csv(page, server, shots: Path, tmp_path: Path) -> None:
@@ -171,9 +141,10 @@ def test_start_run_progress_final_metrics_and_csv(page, server, shots: Path, tmp
 
 
 def test_abort_keeps_completed_epochs(page, server) -> None:
-    set_number(page, "train.epochs", 400)
-    page.get_by_role("button", name=re.compile(r"^train\.early_stopping")).click()
-    set_number(page, "train.early_stopping.patience", None)  # never stop early: only Abort ends it
+    set_number(page, "Epochs", 400)
+    page.get_by_role("button", name=re.compile(r"^Train\b(?! the)")).click()  # Advanced's section
+    page.get_by_role("button", name=re.compile(r"^Early stopping \(train\.early_stopping\)")).click()
+    set_number(page, "Patience", None)  # never stop early: only Abort ends it
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_text(re.compile(r"completed epochs: [1-9]"))).to_be_visible(timeout=RUN_TIMEOUT)
     page.get_by_role("button", name="Abort").click()
@@ -204,8 +175,8 @@ def test_cli_runs_appear_and_their_settings_load(page, server) -> None:
     choose(page, "open an existing run", f"runs/{first.name}")
     page.get_by_role("button", name="Load its settings").click()
     expect(page.get_by_text(f"settings loaded from runs/{first.name}/config.yaml")).to_be_visible()
-    expect(field(page, "train.epochs")).to_have_value("2")
-    expect(field(page, "model.method")).to_have_value("full")
+    expect(field(page, "Epochs")).to_have_value("2")
+    expect(field(page, "Method")).to_have_value("full")
 
 
 def test_lr_finder_suggests_a_rate_for_the_train_tab(page, shots: Path) -> None:
@@ -218,8 +189,8 @@ def test_lr_finder_suggests_a_rate_for_the_train_tab(page, shots: Path) -> None:
     ).to_be_visible()
     page.get_by_role("button", name="Use the suggested learning rate on the Train tab").click()
     page.get_by_role("tab", name="Train").click()
-    expect(field(page, "train.learning_rate")).not_to_have_value("0.001")
-    set_number(page, "train.learning_rate", 0.003)
+    expect(field(page, "Learning rate")).not_to_have_value("0.001")
+    set_number(page, "Learning rate", 0.003)
 
 
 def test_three_trial_sweep(page, server, shots: Path) -> None:
@@ -298,7 +269,8 @@ def test_path_traversal_refused(page, server) -> None:
         ("/etc", "is an absolute path"),
         ("datasets/escape", "points outside the workspace"),
     ):
-        choose(page, "dataset folder", given)
+        choose(page, "Dataset folder", given)
         page.get_by_role("button", name="Preview data").click()
-        expect(page.get_by_text(f"✗ refused: '{given}' {reason}")).to_be_visible()
+        # picking it already says so (the problem type cannot be guessed), and so does Preview data
+        expect(page.get_by_text(f"✗ refused: '{given}' {reason}").first).to_be_visible()
     assert json.dumps(sorted(p.name for p in (server[1] / "datasets").iterdir())) == '["escape", "syn"]'

@@ -167,8 +167,8 @@ def test_a_field_added_to_the_config_appears_in_the_train_tab(
     widgets = app.protfit_train.form.widgets
     assert "train.label_smoothing" in widgets
     widget = widgets["train.label_smoothing"]
-    assert (widget.label, widget.minimum, widget.maximum) == ("train.label_smoothing", 0.0, 0.5)
-    assert widget.info.startswith("Share of the target mass")
+    assert (widget.label, widget.minimum, widget.maximum) == ("Label smoothing", 0.0, 0.5)
+    assert widget.info.startswith("train.label_smoothing: Share of the target mass")
     raw = schema.values_to_raw(app.protfit_train.specs, form_values(train__label_smoothing=0.9))
     raw["data"]["path"] = "x"
     with pytest.raises(
@@ -191,3 +191,19 @@ def test_a_regularizers_settings_show_only_while_it_is_on() -> None:
         schema.field_specs(), form_values(regularization__ema__enabled=True, regularization__ema__decay=0.5)
     )
     assert raw["regularization"]["ema"] == {"enabled": True, "decay": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("key", "label"),
+    [
+        ("train.learning_rate", "Learning rate"),
+        ("model.embedding_cache", "Embedding cache"),
+        ("train.scheduler.name", "Scheduler name"),
+        ("data.max_seq_len", "Max sequence length"),
+        ("regularization.ema.enabled", "EMA enabled"),
+    ],
+)
+def test_labels_are_words_and_the_key_is_in_the_help(key: str, label: str) -> None:
+    spec = specs_by_key()[key]
+    assert spec.label == label
+    assert spec.help.startswith(f"{key}: ")

@@ -82,3 +82,25 @@ def test_runs_lists_cli_and_ui_runs(workspace: Workspace) -> None:
     (workspace.root / "runs" / "cli-run" / "checkpoints" / "best").mkdir(parents=True)
     assert sorted(workspace.runs()) == ["runs/cli-run", "runs/webui-run"]
     assert workspace.runs(finished=True) == ["runs/cli-run"]
+
+
+def test_gradio_writes_its_hash_seed_into_the_cache_not_into_its_package(tmp_path: Path) -> None:
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("gradio")
+    package = Path(importlib.util.find_spec("gradio").origin).parent
+    before = sorted((path.name, path.stat().st_mtime_ns) for path in package.iterdir())
+    program = (
+        "import protfit.webui.app, gradio.utils, gradio.processing_utils as p; "
+        "print(gradio.utils.HASH_SEED_PATH); print(p.hash_seed.decode())"
+    )
+    env = {**os.environ, "PROTFIT_CACHE": str(tmp_path / "cache")}
+    lines = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    seed_file = tmp_path / "cache" / "gradio" / "hash_seed.txt"
+    assert lines[-2] == str(seed_file) and seed_file.read_text() == lines[-1]
+    assert sorted((path.name, path.stat().st_mtime_ns) for path in package.iterdir()) == before

@@ -41,9 +41,45 @@ SCHEDULER_COMMON = {"name", "warmup_steps", "warmup_ratio"}
 Kind = Literal["dropdown", "multiselect", "checkbox", "number", "text", "yaml"]
 
 
+# Leaf names that say nothing without their section ("Name" of what?): their label names the section.
+VAGUE_LEAVES = {"name", "type", "enabled", "dir", "init"}
+# Words written as people write them, not as Python names.
+WORDS = {
+    "lr": "LR",
+    "lora": "LoRA",
+    "adalora": "AdaLoRA",
+    "qlora": "QLoRA",
+    "ses": "SES",
+    "ema": "EMA",
+    "swa": "SWA",
+    "sam": "SAM",
+    "rdrop": "R-Drop",
+    "l2": "L2",
+    "sp": "SP",
+    "ss8": "SS8",
+    "bn": "batch norm",
+    "num": "number of",
+    "seq": "sequence",
+    "len": "length",
+    "r": "rank r",
+}
+
+
+def humanise(key: str) -> str:
+    """A readable label for a dotted key: ``train.learning_rate`` -> "Learning rate",
+    ``train.scheduler.name`` -> "Scheduler name"."""
+    parts = key.split(".")
+    words = parts[-1].split("_")
+    if parts[-1] in VAGUE_LEAVES and len(parts) > 2:
+        words = [*parts[-2].split("_"), *words]
+    text = " ".join(WORDS.get(word, word) for word in words)
+    return text[:1].upper() + text[1:]
+
+
 @dataclass(frozen=True)
 class FieldSpec:
-    """One option widget: ``key`` is the dotted config key (also the widget's label)."""
+    """One option widget: ``key`` is the dotted config key (shown in the help text: it is what a
+    YAML file or a ``key=value`` override names), ``label`` the readable words."""
 
     key: str
     kind: Kind
@@ -56,6 +92,16 @@ class FieldSpec:
     minimum: float | None = None
     maximum: float | None = None
     allow_custom: bool = False
+    title: str | None = None  # the field's own title, when the config gives one
+
+    @property
+    def label(self) -> str:
+        return self.title or humanise(self.key)
+
+    @property
+    def help(self) -> str:
+        """The help line under the widget: the key a YAML file would use, then the config's own text."""
+        return f"{self.key}: {self.info}" if self.info else self.key
 
     @property
     def section(self) -> str:
@@ -118,7 +164,7 @@ def _leaf_spec(key: str, field: Any, registries: dict[str, Registry]) -> FieldSp
     info = " ".join(
         part for part in (field.description or "", f"(allowed: {limits})" if limits else "") if part
     )
-    common = {"key": key, "required": required, "optional": optional, "info": info}
+    common = {"key": key, "required": required, "optional": optional, "info": info, "title": field.title}
     origin, args = get_origin(annotation), get_args(annotation)
 
     if origin is Literal:

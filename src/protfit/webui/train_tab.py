@@ -1,5 +1,7 @@
-"""The Train tab: dataset preview, option widgets generated from the config schema, the equivalent
-command, and a training subprocess with live progress and the run's results."""
+"""The Train tab, a guided path: 1 Data (pick or upload, problem type guessed, preview), 2 Model (a
+picker of real checkpoints), 3 Train (common options first, the rest under "Advanced", all generated
+from the config schema; the equivalent command; a training subprocess with live progress) and
+4 Results of the run."""
 
 from __future__ import annotations
 
@@ -11,89 +13,21 @@ import yaml
 
 from protfit.config import ConfigError
 from protfit.data.errors import DataError
+from protfit.data.problem_type import guess_problem_type
 from protfit.report.run_dir import read_history
-from protfit.webui import results, schema
+from protfit.webui import catalog, data_step, results, schema
 from protfit.webui.jobs import Job, JobRegistry
+from protfit.webui.options import COMMON, OptionForm
 from protfit.webui.workspace import CONFIGS, RUNS, Workspace, WorkspaceError, unique_name
 
 USER_ERRORS = (ConfigError, DataError, WorkspaceError, FileNotFoundError, ValueError)
+# Options naming a model that protfit loads from a folder when one exists at that path.
+MODEL_KEYS = ("model.name", "model.zero_shot_model")
 
 
-def _widget(spec: schema.FieldSpec, visible: bool) -> gr.components.Component:
-    common = {"label": spec.key, "info": spec.info or None, "visible": visible, "min_width": 260}
-    if spec.kind == "dropdown":
-        return gr.Dropdown(
-            choices=list(spec.choices), value=spec.default, allow_custom_value=spec.allow_custom, **common
-        )
-    if spec.kind == "multiselect":
-        return gr.Dropdown(choices=list(spec.choices), value=spec.default, multiselect=True, **common)
-    if spec.kind == "checkbox":
-        return gr.Checkbox(value=spec.default, **common)
-    if spec.kind == "number" and spec.optional:
-        # gr.Number cannot be empty (it sends 0), and empty is how a person says None here
-        value = "" if spec.default is None else str(spec.default)
-        return gr.Textbox(value=value, placeholder="empty: None", **common)
-    if spec.kind == "number":
-        return gr.Number(
-            value=spec.default,
-            minimum=spec.minimum,
-            maximum=spec.maximum,
-            precision=0 if spec.integer else None,
-            step=1 if spec.integer else 0.0001,
-            **common,
-        )
-    return gr.Textbox(
-        value=spec.default, placeholder="YAML, e.g. [64, 32]" if spec.kind == "yaml" else None, **common
-    )
-
-
-class OptionForm:
-    """The generated option widgets, grouped by config section, with their visibility rules."""
-
-    def __init__(self, specs: list[schema.FieldSpec]) -> None:
-        self.specs = specs
-        self.widgets: dict[str, gr.components.Component] = {}
-        self.groups: dict[str, gr.Accordion] = {}
-        defaults = {spec.key: spec.default for spec in specs}
-        self.shown = {spec.key: schema.is_visible(spec.key, defaults) for spec in specs}
-        top_sections = [section for section in schema.sections(specs) if "." not in section]
-        for top in top_sections:
-            with gr.Accordion(top, open=top in ("data", "model", "train")):
-                self._render(top)
-
-    def _render(self, section: str) -> None:
-        own = [spec for spec in self.specs if spec.section == section]
-        with gr.Row(equal_height=False):
-            for spec in own:
-                self.widgets[spec.key] = _widget(spec, self.shown[spec.key])
-        children = [s for s in schema.sections(self.specs) if s.rsplit(".", 1)[0] == section and "." in s]
-        for child in children:
-            inside = [key for key in self.shown if key.startswith(child + ".")]
-            with gr.Accordion(child, open=False, visible=any(self.shown[key] for key in inside)) as group:
-                self.groups[child] = group
-                self._render(child)
-
-    @property
-    def components(self) -> list[gr.components.Component]:
-        return [self.widgets[spec.key] for spec in self.specs]
-
-    def visibility(self, *values: Any) -> list[Any]:
-        """gr.update(visible=...) for every widget, then every sub-section accordion."""
-        by_key = dict(zip([spec.key for spec in self.specs], values, strict=True))
-        shown = {spec.key: schema.is_visible(spec.key, by_key) for spec in self.specs}
-        updates = [gr.update(visible=shown[spec.key]) for spec in self.specs]
-        for section in self.groups:
-            inside = [key for key in shown if key.startswith(section + ".")]
-            updates.append(gr.update(visible=any(shown[key] for key in inside)))
-        return updates
-
-    @property
-    def outputs(self) -> list[Any]:
-        return [*self.components, *self.groups.values()]
-
-    def wire_visibility(self) -> None:
-        for key in schema.controlling_keys(self.specs):
-            self.widgets[key].change(self.visibility, self.components, self.outputs, queue=False)
+def _shown(value: Any) -> dict[str, Any]:
+    """A plot or table is hidden until it has something to show (an empty table shows "1 2 3")."""
+    return gr.update(value=value, visible=value is not None)
 
 
 def _folder_state(run_dir: Path | None) -> str:
@@ -123,6 +57,10 @@ class TrainTab:
     def raw_config(self, dataset: str | None, values: list[Any], name: str) -> dict[str, Any]:
         raw = schema.values_to_raw(self.specs, list(values))
         raw.setdefault("data", {})["path"] = self._dataset(dataset)
+        for key in MODEL_KEYS:  # protfit reads these from disk: confined like every other path
+            model = (raw.get("model") or {}).get(key.removeprefix("model."))
+            if model:
+                catalog.confine(self.workspace, str(model), key)
         raw.setdefault("output", {}).update({"dir": RUNS, "name": name})
         # data first, output last: the order a person writes a YAML in
         ordered = {key: raw[key] for key in ("data", "model", "train", "evaluation") if key in raw}
@@ -137,22 +75,53 @@ class TrainTab:
 
     # ---- handlers ----------------------------------------------------------------------------
 
+    def guess(self, dataset: str | None, label_column: str | None) -> list[Any]:
+        """The problem type (and class names) guessed from the dataset's labels: [problem type,
+        label names, note]. Runs when a dataset is picked or uploaded, so Preview data needs no option."""
+        try:
+            path = self.workspace.resolve(self._dataset(dataset))
+            guess = guess_problem_type(str(path), label_column or "label")
+        except USER_ERRORS as error:
+            return [gr.update(), gr.update(), f"✗ {error}"]
+        return [
+            gr.update(value=guess.problem_type),
+            gr.update(value=schema.yaml_text(guess.label_names)),
+            data_step.guess_note(guess),
+        ]
+
     def preview_data(self, dataset: str | None, *values: Any) -> list[Any]:
+        """[checks, class table, sizes, lengths, label plot, samples, problem type, label names]:
+        with no problem type chosen yet, the one guessed from the labels is used and shown."""
         from protfit.data.loading import load_dataset_splits
 
+        values = list(values)
+        keys = [spec.key for spec in self.specs]
+        problem, names = keys.index("data.problem_type"), keys.index("data.label_names")
+        guessed = [gr.update(), gr.update()]
+        hidden = [gr.update(visible=False)] * 5
         try:
-            data = schema.values_to_raw(self.specs, list(values)).get("data", {})
+            note = ""
+            if not values[problem]:
+                guessed[0], guessed[1], note = self.guess(dataset, values[keys.index("data.label_column")])
+                if note.startswith("✗"):
+                    return [note, *hidden, *guessed]
+                values[problem], values[names] = guessed[0]["value"], guessed[1]["value"]
+            data = schema.values_to_raw(self.specs, values).get("data", {})
             data["path"] = str(self.workspace.resolve(self._dataset(dataset)))
             cfg = schema.build({"data": data, "model": {"name": "onehot"}}).data
             splits = load_dataset_splits(cfg)
         except USER_ERRORS as error:
-            return [f"✗ {error}", None, None, None, None]
+            return [f"✗ {error}", *hidden, *guessed]
+        table, missing = data_step.class_counts(splits)
+        checks = "\n\n".join(part for part in (note, results.data_checks(splits), missing) if part)
         return [
-            results.data_checks(splits),
-            results.split_sizes(splits),
-            results.length_histogram(splits),
-            results.label_distribution(splits),
-            results.sample_rows(splits),
+            checks,
+            gr.update(value=table, visible=table is not None),
+            gr.update(value=results.split_sizes(splits), visible=True),
+            gr.update(value=results.length_histogram(splits), visible=True),
+            gr.update(value=results.label_distribution(splits), visible=True),
+            gr.update(value=results.sample_rows(splits), visible=True),
+            *guessed,
         ]
 
     def preview_command(self, dataset: str | None, *values: Any) -> list[Any]:
@@ -250,7 +219,7 @@ class TrainTab:
     def show_run(self, run_dir: Path | None) -> list[Any]:
         """Plots, verdicts, metrics and downloads of a run folder (live or finished)."""
         if run_dir is None or not run_dir.is_dir():
-            return [None, None, "", None, None, *[gr.update(visible=False)] * 3]
+            return [*[_shown(None)] * 2, "", *[_shown(None)] * 2, *[gr.update(visible=False)] * 3]
         history = read_history(run_dir)
         text = "\n\n".join(
             part
@@ -267,11 +236,11 @@ class TrainTab:
                 gr.update(value=str(path), visible=True) if path.is_file() else gr.update(visible=False)
             )
         return [
-            results.loss_plot(history),
-            results.metric_plot(history),
+            _shown(results.loss_plot(history)),
+            _shown(results.metric_plot(history)),
             text,
-            results.results_table(run_dir),
-            results.model_stats_table(run_dir),
+            _shown(results.results_table(run_dir)),
+            _shown(results.model_stats_table(run_dir)),
             *downloads,
         ]
 
@@ -321,14 +290,18 @@ class TrainTab:
             return [gr.update(), f"✗ {error}", *[gr.update()] * len(self.form.outputs)]
         return self.settings_from(raw, self.workspace.relative(config_file))
 
-    def upload(self, files: list[str] | None) -> list[Any]:
+    def upload(self, files: list[str] | None, label_column: str | None) -> list[Any]:
+        """[dataset, problem type, label names, message, the upload box]: the box is emptied either way,
+        so a refused file does not ride along with the next upload."""
         if not files:
-            return [gr.update(), ""]
+            return [gr.update(), gr.update(), gr.update(), "", gr.update()]
         try:
             folder = self.workspace.save_uploads(files)
         except WorkspaceError as error:
-            return [gr.update(), f"✗ {error}"]
-        return [gr.update(choices=self.workspace.datasets(), value=folder), f"uploaded to `{folder}`"]
+            return [gr.update(), gr.update(), gr.update(), f"✗ {error}", None]
+        problem_type, label_names, note = self.guess(folder, label_column)
+        dataset = gr.update(choices=self.workspace.datasets(), value=folder)
+        return [dataset, problem_type, label_names, f"uploaded to `{folder}`. {note}", None]
 
     # ---- layout ------------------------------------------------------------------------------
 
@@ -336,30 +309,56 @@ class TrainTab:
         job_id = gr.State(None)
         gr.Markdown(
             f"Workspace `{self.workspace.root}`: datasets in `datasets/`, runs in `runs/` "
-            "(CLI runs there appear here too)."
+            "(CLI runs there appear here too). Four steps: **1 Data → 2 Model → 3 Train → 4 Results**; "
+            "then try other settings in **LR finder / Tune**, compare runs in **Compare** and use a "
+            "trained model in **Predict**."
         )
+        form = self.form = OptionForm(self.specs)
+
+        gr.Markdown("## 1 · Data")
         with gr.Row():
             dataset = gr.Dropdown(
                 choices=self.workspace.datasets(),
-                label="dataset folder",
+                label="Dataset folder",
                 info="a folder in the workspace holding train/validation/test files",
                 allow_custom_value=True,
                 scale=3,
             )
             refresh = gr.Button("↻", scale=0, min_width=40)
-            uploads = gr.File(label="or upload split files", file_count="multiple", scale=2, height=110)
+            uploads = gr.File(
+                label="or upload split files (train.csv, validation.csv, test.csv)",
+                file_count="multiple",
+                scale=2,
+                height=110,
+            )
+        form.place(COMMON["data"])
+        guessed = gr.Markdown()
         preview_button = gr.Button("Preview data")
-        with gr.Accordion("Data preview", open=True):
-            checks = gr.Markdown()
-            with gr.Row():
-                sizes = gr.Dataframe(label="split sizes", interactive=False)
-                samples = gr.Dataframe(label="sample rows (train)", interactive=False)
-            with gr.Row():
-                lengths = gr.Plot(label="length histogram")
-                labels = gr.Plot(label="label distribution")
+        checks = gr.Markdown()
+        class_table = gr.Dataframe(label="sequences per class and split", interactive=False, visible=False)
+        with gr.Row():
+            sizes = gr.Dataframe(label="split sizes", interactive=False, visible=False)
+            samples = gr.Dataframe(label="sample rows (train)", interactive=False, visible=False)
+        with gr.Row():
+            lengths = gr.Plot(label="length histogram", visible=False)
+            labels = gr.Plot(label="label distribution", visible=False)
 
-        gr.Markdown("### Options\nEvery option of the configuration; the help text is the config's own.")
-        form = self.form = OptionForm(self.specs)
+        gr.Markdown("## 2 · Model")
+        form.place(COMMON["model"][:1])
+        with gr.Row():
+            model_card = gr.Markdown(catalog.describe(catalog.default_model()))
+            test_models = gr.Checkbox(
+                label="show test models", info="random-weight models for smoke tests", value=False, scale=0
+            )
+        with gr.Accordion("All models: size, memory, use, offline here", open=False):
+            gr.Dataframe(catalog.table(), interactive=False, wrap=True)
+        form.place(COMMON["model"][1:])
+
+        gr.Markdown("## 3 · Train")
+        form.place(COMMON["train"])
+        with gr.Accordion("Advanced: every other option", open=False):
+            gr.Markdown("Generated from the configuration; the help under each option starts with its key.")
+            form.place_advanced()
         inputs = [dataset, *form.components]
         self.dataset, self.inputs = dataset, inputs  # the LR finder / Tune tab runs on this configuration
 
@@ -374,15 +373,18 @@ class TrainTab:
             config_yaml = gr.Code(label="config YAML", language="yaml", interactive=False)
         yaml_download = gr.DownloadButton("Download YAML", visible=False)
 
+        gr.Markdown("## 4 · Results")
         progress = gr.Markdown()
         with gr.Row():
-            loss = gr.Plot(label="loss")
-            metric = gr.Plot(label="validation metrics")
+            loss = gr.Plot(label="loss", visible=False)
+            metric = gr.Plot(label="validation metrics", visible=False)
         verdicts = gr.Markdown()
         test_table = gr.Dataframe(
-            label="test metrics (95% bootstrap intervals): model and baselines", interactive=False
+            label="test metrics (95% bootstrap intervals): model and baselines",
+            interactive=False,
+            visible=False,
         )
-        stats_table = gr.Dataframe(label="model statistics", interactive=False)
+        stats_table = gr.Dataframe(label="model statistics", interactive=False, visible=False)
         with gr.Row():
             downloads = [
                 gr.DownloadButton("Results CSV", visible=False),
@@ -398,15 +400,30 @@ class TrainTab:
         timer = gr.Timer(1.0, active=False)
 
         run_outputs = [loss, metric, verdicts, test_table, stats_table, *downloads]
+        problem_type, label_names = form.widgets["data.problem_type"], form.widgets["data.label_names"]
+        label_column, model_name = form.widgets["data.label_column"], form.widgets["model.name"]
         refresh.click(
             lambda: (gr.update(choices=self.workspace.datasets()), gr.update(choices=self.workspace.runs())),
             None,
             [dataset, run_picker],
             queue=False,
         )
-        uploads.upload(self.upload, uploads, [dataset, checks])
+        # .input: a person's choice; a dataset set by "Load its settings" keeps the loaded problem type
+        dataset.input(self.guess, [dataset, label_column], [problem_type, label_names, guessed])
+        # .blur, not .input: reading the files at every keystroke of a column name would be wasted
+        label_column.blur(self.guess, [dataset, label_column], [problem_type, label_names, guessed])
+        uploads.upload(
+            self.upload, [uploads, label_column], [dataset, problem_type, label_names, guessed, uploads]
+        )
         preview_button.click(
-            self.preview_data, inputs, [checks, sizes, lengths, labels, samples], preprocess=False
+            self.preview_data,
+            inputs,
+            [checks, class_table, sizes, lengths, labels, samples, problem_type, label_names],
+            preprocess=False,
+        )
+        model_name.change(catalog.describe, model_name, model_card, queue=False)
+        test_models.change(
+            lambda show: gr.update(choices=catalog.choices(show)), test_models, model_name, queue=False
         )
         command_button.click(
             self.preview_command, inputs, [message, command, config_yaml, yaml_download], preprocess=False

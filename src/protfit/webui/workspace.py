@@ -130,9 +130,10 @@ class Workspace:
             name = Path(file).name
             stem, _, extension = name.lower().rpartition(".")
             if stem not in allowed or extension not in FORMATS:
+                # in backticks: the message is shown as Markdown, where train.*, validation.* is emphasis
                 raise WorkspaceError(
-                    f"refused upload '{name}': name the files train.*, validation.* (or valid/val/dev) and "
-                    f"test.*, with extension {', '.join(sorted(FORMATS))}"
+                    f"refused upload '{name}': name the files `train.*`, `validation.*` (or `valid`/`val`/"
+                    f"`dev`) and `test.*`, with extension {', '.join(sorted(FORMATS))}"
                 )
             checked.append((Path(file), name))
         folder = self.new_folder(DATASETS, "upload")
