@@ -79,3 +79,19 @@ def test_the_lr_finder_warns_when_its_curve_cannot_be_trusted() -> None:
     assert "⚠" not in range_test_text(found)
     note = "the loss curve is too flat or noisy to trust (...)"
     assert range_test_text({**found, "trusted": False, "note": note}).endswith(f"⚠ {note}")
+
+
+def test_the_suggested_rate_replaces_the_train_tabs_only_after_confirmation() -> None:
+    from protfit.webui.tune_tab import ask_to_use, use_suggestion
+
+    found = {"suggested_lr": 0.061437, "rule": "steepest", "trusted": True, "note": None}
+    box, text, _ = ask_to_use(found, "0.001")
+    assert box["visible"] is True
+    assert "**0.001** with **0.06144**" in text and "⚠" not in text
+    note = "the loss curve is too flat or noisy to trust; the rate comes from the noise rule"
+    _, untrusted, _ = ask_to_use({**found, "trusted": False, "note": note}, "0.001")
+    assert f"⚠ The range test could not be trusted: {note}" in untrusted
+    value, box, _ = use_suggestion(found)
+    assert value == "0.06144" and box["visible"] is False
+    box, _, status = ask_to_use(None, "0.001")
+    assert box["visible"] is False and status.startswith("✗ no suggestion yet")

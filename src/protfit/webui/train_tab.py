@@ -12,7 +12,7 @@ import yaml
 from protfit.config import ConfigError
 from protfit.data.errors import DataError
 from protfit.report.run_dir import read_history
-from protfit.webui import results, schema
+from protfit.webui import messages, results, schema
 from protfit.webui.jobs import Job, JobRegistry
 from protfit.webui.workspace import CONFIGS, RUNS, Workspace, WorkspaceError, unique_name
 
@@ -146,7 +146,7 @@ class TrainTab:
             cfg = schema.build({"data": data, "model": {"name": "onehot"}}).data
             splits = load_dataset_splits(cfg)
         except USER_ERRORS as error:
-            return [f"✗ {error}", None, None, None, None]
+            return [messages.describe_error(error), None, None, None, None]
         return [
             results.data_checks(splits),
             results.split_sizes(splits),
@@ -160,7 +160,7 @@ class TrainTab:
         try:
             raw = self.raw_config(dataset, list(values), name)
         except USER_ERRORS as error:
-            return [f"✗ {error}", "", "", gr.update(visible=False)]
+            return [messages.describe_error(error), "", "", gr.update(visible=False)]
         path = self.write_config(raw, name)
         command = f"cd {self.workspace.root}\nprotfit train {CONFIGS}/{name}.yaml"
         message = (
@@ -179,7 +179,7 @@ class TrainTab:
         try:
             raw = self.raw_config(dataset, list(values), name)
         except USER_ERRORS as error:
-            return [None, f"✗ {error}", gr.Timer(active=False)]
+            return [None, messages.describe_error(error), gr.Timer(active=False)]
         self.write_config(raw, name)
         run_dir = self.workspace.resolve(f"{RUNS}/{name}")
         log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
