@@ -252,14 +252,7 @@ class TrainTab:
         if run_dir is None or not run_dir.is_dir():
             return [None, None, "", None, None, *[gr.update(visible=False)] * 3]
         history = read_history(run_dir)
-        text = "\n\n".join(
-            part
-            for part in (
-                results.overfitting_verdict(history) if history else "",
-                results.summary_text(run_dir),
-            )
-            if part
-        )
+        text = results.summary_text(run_dir)
         downloads = []
         for name in ("test_results.csv", "test_predictions.csv", "history.csv"):
             path = run_dir / name
