@@ -95,3 +95,55 @@ def test_the_suggested_rate_replaces_the_train_tabs_only_after_confirmation() ->
     assert value == "0.06144" and box["visible"] is False
     box, _, status = ask_to_use(None, "0.001")
     assert box["visible"] is False and status.startswith("✗ no suggestion yet")
+
+
+def test_compare_md_becomes_a_table_with_its_notes() -> None:
+    from protfit.webui.compare_tab import markdown_table
+
+    table, notes = markdown_table(
+        "| rank | run | model.head.hidden_dims |\n|---|---|---|\n| 1 | a\\|b | [64, 32] |\n\n- selection by validation"
+    )
+    assert table.columns.tolist() == ["rank", "run", "model.head.hidden_dims"]
+    assert table.values.tolist() == [["1", "a|b", "[64, 32]"]]
+    assert notes == "- selection by validation"
+    assert markdown_table("") == (None, "")
+
+
+@pytest.fixture
+def compare_tab(tmp_path: Path):
+    from webui_runs import write_run
+
+    from protfit.webui.compare_tab import CompareTab
+    from protfit.webui.jobs import JobRegistry
+    from protfit.webui.train_tab import TrainTab
+    from protfit.webui.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    write_run(workspace.root / "runs" / "lr-1e-3", 1e-3, 0.45)
+    write_run(workspace.root / "runs" / "lr-1e-4", 1e-4, 0.38818496465682983, verdict="mild")
+    return CompareTab(workspace, TrainTab(workspace, JobRegistry()))
+
+
+def test_compare_shows_the_recommendation_and_its_reason(compare_tab) -> None:
+    status, recommendation, table, notes, plots, *downloads, recommended = compare_tab.compare(
+        ["runs/lr-1e-3", "runs/lr-1e-4"]
+    )
+    assert status.startswith("✓ `protfit compare runs/lr-1e-3 runs/lr-1e-4")
+    assert "(SPEARMAN 0.3882 on validation, run lr-1e-4)" in recommendation
+    assert (
+        "**Why**: best validation SPEARMAN among runs without severe overfitting; learning_rate 0.0001 "
+        "(vs 0.001 in lr-1e-3) gained 0.062 validation SPEARMAN"
+    ) in recommendation
+    assert table["run"].tolist() == ["lr-1e-4", "lr-1e-3"]
+    assert table.loc[0, "val spearman (best)"] == "0.3882" and table.loc[1, "overfitting"] == "severe"
+    assert notes.startswith("- selection by validation spearman only")
+    assert "comparison plot" in plots and len(downloads) == 3 and recommended.endswith("recommended.yaml")
+
+
+def test_compare_of_a_run_that_died_early_is_a_message(compare_tab) -> None:
+    died = compare_tab.workspace.root / "runs" / "died"
+    died.mkdir()
+    (died / "config.yaml").write_text((compare_tab.workspace.root / "runs" / "lr-1e-3" / "config.yaml").read_text())
+    result = compare_tab.compare(["runs/died"])
+    assert len(result) == 9
+    assert result[0].startswith("✗ protfit compare: error: runs/died holds no run folders")
