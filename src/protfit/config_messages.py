@@ -86,7 +86,11 @@ def error_words(item: dict[str, Any]) -> str:
     if kind in _TYPE_WORDS:
         return _TYPE_WORDS[kind]
     message = str(item["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    return "must be " + message.removeprefix("Input should be ") if message.startswith("Input should be ") else message
+    return (
+        "must be " + message.removeprefix("Input should be ")
+        if message.startswith("Input should be ")
+        else message
+    )
 
 
 def _shown_input(value: Any) -> str:
@@ -115,7 +119,11 @@ def validation_problems(
     problems: list[FieldProblem] = []
     alternatives: dict[str, tuple[int, list[str], Any]] = {}  # key -> (index in problems, words, input)
     for item in error.errors():
-        parts = [part for part in item["loc"] if not (isinstance(part, str) and (_MEMBER_TAG.search(part) or part in _TYPE_TAGS))]
+        parts = [
+            part
+            for part in item["loc"]
+            if not (isinstance(part, str) and (_MEMBER_TAG.search(part) or part in _TYPE_TAGS))
+        ]
         key = ".".join(str(part) for part in parts)
         if item["type"] == "extra_forbidden":
             problems.append(FieldProblem(key, ", ".join(allowed_keys(item["loc"])), "unknown"))

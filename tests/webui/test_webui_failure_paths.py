@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-gr = pytest.importorskip("gradio")
+pytest.importorskip("gradio")
 
 from protfit.data.synthetic import write_synthetic_dataset
 from protfit.webui.app import build_app
@@ -40,7 +40,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def _tab(app: Any, name: str) -> Any:
     """The tab object (TrainTab, TuneTab, ...) whose methods the app's events call."""
     return next(
-        block.fn.__self__ for block in app.fns.values() if type(getattr(block.fn, "__self__", None)).__name__ == name
+        block.fn.__self__
+        for block in app.fns.values()
+        if type(getattr(block.fn, "__self__", None)).__name__ == name
     )
 
 

@@ -25,9 +25,13 @@ def test_live_trials_then_the_final_table(tmp_path: Path) -> None:
         ["trial-0000", 1, "finished"],
         ["trial-0001", 1, "running or pruned"],
     ]
-    assert live["best"].iloc[0] == 0.7 and live["best"].isna().iloc[1]
-    (sweep / "trials.csv").write_text("trial,state,value,run_dir\n0,complete,0.7,x\n1,pruned,,y\n")
-    assert list(trials_table(sweep).columns) == ["trial", "state", "value"]
+    assert live["best"].tolist() == ["0.7", "–"]
+    (sweep / "trials.csv").write_text(
+        "trial,state,value,train.learning_rate,run_dir\n0,complete,0.52174919,0.004679311629512162,x\n1,pruned,,0.001,y\n"
+    )
+    final = trials_table(sweep)
+    assert list(final.columns) == ["trial", "state", "value", "train.learning_rate"]
+    assert final.values.tolist() == [[0, "complete", "0.5217", "0.004679"], [1, "pruned", "–", "0.001"]]
     (sweep / "best.json").write_text(
         json.dumps(
             {
@@ -48,14 +52,19 @@ def test_live_trials_then_the_final_table(tmp_path: Path) -> None:
 
 
 def test_tune_report_shows_the_closing_table_and_the_comparison(tmp_path: Path) -> None:
-    assert tune_report(tmp_path) == ""
+    assert tune_report(tmp_path) == ("", None)
     (tmp_path / "compare").mkdir()
     (tmp_path / "tune.md").write_text("## Tuned vs untuned\n")
-    (tmp_path / "compare" / "compare.md").write_text("| rank | stars |\n")
-    report = tune_report(tmp_path)
-    assert (
-        report.index("Tuned vs untuned") < report.index("Comparison of the trials") < report.index("| rank")
+    (tmp_path / "compare" / "compare.md").write_text(
+        "| rank | stars |\n|---|---|\n| 1 | ★★★★★ |\n\n- selection by validation mcc only\n"
     )
+    report, comparison = tune_report(tmp_path)
+    assert (
+        report.index("Tuned vs untuned")
+        < report.index("Comparison of the trials")
+        < report.index("- selection")
+    )
+    assert comparison.values.tolist() == [["1", "★★★★★"]]
 
 
 def test_comparison_plots_are_inline_images_only(tmp_path: Path) -> None:
@@ -98,7 +107,7 @@ def test_the_suggested_rate_replaces_the_train_tabs_only_after_confirmation() ->
 
 
 def test_compare_md_becomes_a_table_with_its_notes() -> None:
-    from protfit.webui.compare_tab import markdown_table
+    from protfit.webui.tables import markdown_table
 
     table, notes = markdown_table(
         "| rank | run | model.head.hidden_dims |\n|---|---|---|\n| 1 | a\\|b | [64, 32] |\n\n- selection by validation"
@@ -143,7 +152,9 @@ def test_compare_shows_the_recommendation_and_its_reason(compare_tab) -> None:
 def test_compare_of_a_run_that_died_early_is_a_message(compare_tab) -> None:
     died = compare_tab.workspace.root / "runs" / "died"
     died.mkdir()
-    (died / "config.yaml").write_text((compare_tab.workspace.root / "runs" / "lr-1e-3" / "config.yaml").read_text())
+    (died / "config.yaml").write_text(
+        (compare_tab.workspace.root / "runs" / "lr-1e-3" / "config.yaml").read_text()
+    )
     result = compare_tab.compare(["runs/died"])
     assert len(result) == 9
     assert result[0].startswith("✗ protfit compare: error: runs/died holds no run folders")

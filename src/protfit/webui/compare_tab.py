@@ -11,32 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import pandas as pd
 import yaml
 
 from protfit.webui import messages
+from protfit.webui.tables import markdown_table
 from protfit.webui.train_tab import TrainTab
 from protfit.webui.workspace import COMPARISONS, Workspace, WorkspaceError
 
 COMPARE_TIMEOUT_S = 600
-_CELL = re.compile(r"(?<!\\)\|")
 _PLOT = re.compile(r'<img src="(data:image/png;base64,[A-Za-z0-9+/=]+)"')
-
-
-def markdown_table(text: str) -> tuple[pd.DataFrame | None, str]:
-    """compare.md's table as a frame (shown scrollable: 19 columns as Markdown wrapped mid-word) and
-    the notes under it, both exactly as `protfit compare` wrote them."""
-    lines = text.strip().splitlines()
-    rows = [line for line in lines if line.startswith("|")]
-    notes = "\n".join(line for line in lines if not line.startswith("|")).strip()
-    if len(rows) < 2:
-        return None, notes
-
-    def cells(line: str) -> list[str]:
-        return [cell.strip().replace("\\|", "|") for cell in _CELL.split(line.strip()[1:-1])]
-
-    header = cells(rows[0])
-    return pd.DataFrame([cells(line) for line in rows[2:]], columns=header), notes
 
 
 def recommendation_text(recommended: Path, output: str) -> str:

@@ -210,7 +210,11 @@ def summary_text(run_dir: Path) -> str:
         return ""
     monitor = summary.get("monitor")
     best = summary.get("best_val_metric")
-    shown = format_with_interval(best) if best is not None else "undefined (nan); the epoch with the lowest loss was kept"
+    shown = (
+        format_with_interval(best)
+        if best is not None
+        else "undefined (nan); the epoch with the lowest loss was kept"
+    )
     lines = [
         f"**Best epoch {summary.get('best_epoch')}** of {summary.get('epochs_run')} "
         f"(validation {monitor} {shown})"

@@ -15,6 +15,7 @@ from protfit.report.compare import format_value
 from protfit.report.run_dir import read_history, read_summary
 from protfit.webui import messages
 from protfit.webui.jobs import Job, JobRegistry
+from protfit.webui.tables import markdown_table, rounded
 from protfit.webui.train_tab import USER_ERRORS, TrainTab
 from protfit.webui.workspace import CONFIGS, LR_FIND, SWEEPS, TUNES, Workspace, unique_name
 
@@ -44,8 +45,8 @@ def trials_table(sweep_dir: Path) -> pd.DataFrame | None:
     """trials.csv once the sweep has written it, else the live view of the trial folders."""
     path = sweep_dir / "trials.csv"
     if path.is_file():
-        return pd.read_csv(path).drop(columns=["run_dir"], errors="ignore")
-    return live_trials(sweep_dir)
+        return rounded(pd.read_csv(path).drop(columns=["run_dir"], errors="ignore"))
+    return rounded(live_trials(sweep_dir))
 
 
 def best_text(sweep_dir: Path) -> str:
@@ -111,17 +112,17 @@ def use_suggestion(found: dict[str, Any] | None) -> list[Any]:
     return [suggested_rate(found), gr.update(visible=False), ""]
 
 
-def tune_report(tune_dir: Path) -> str:
-    """A tune's closing table (tune.md) and the comparison of its trials (compare/compare.md)."""
-    parts = []
-    for name, title in (
-        ("tune.md", ""),
-        ("compare/compare.md", "### Comparison of the trials (protfit compare)\n"),
-    ):
-        path = tune_dir / name
-        if path.is_file():
-            parts.append(title + path.read_text())
-    return "\n\n".join(parts)
+def tune_report(tune_dir: Path) -> tuple[str, pd.DataFrame | None]:
+    """A tune's closing table (tune.md), then the comparison of its trials (compare/compare.md) as a
+    table of its own (a Markdown table of 19 columns wrapped mid-word)."""
+    closing = tune_dir / "tune.md"
+    text = closing.read_text() if closing.is_file() else ""
+    comparison = tune_dir / "compare" / "compare.md"
+    if not comparison.is_file():
+        return text, None
+    table, notes = markdown_table(comparison.read_text())
+    heading = "### Comparison of the trials (protfit compare)\n" + notes
+    return "\n\n".join(part for part in (text, heading) if part), table
 
 
 class TuneTab:
@@ -213,7 +214,9 @@ class TuneTab:
             argv.append(f"timeout={seconds}")
         return self._launch(name, argv, f"{SWEEPS}/{name}")
 
-    def start_tune(self, trials: float | None, steps: float | None, dataset: str | None, *values: Any) -> list[Any]:
+    def start_tune(
+        self, trials: float | None, steps: float | None, dataset: str | None, *values: Any
+    ) -> list[Any]:
         try:
             count = whole_number(trials, "Trials (budget)", 1)
             lr_steps = whole_number(steps, "Steps (of the LR range test)", 2)
@@ -234,7 +237,7 @@ class TuneTab:
     def sweep_tick(self, job_id: str | None) -> list[Any]:
         job = self.jobs.get(job_id)
         if job is None or job.run_dir is None:
-            return ["", None, "", "", gr.Timer(active=False)]
+            return ["", None, "", "", None, gr.Timer(active=False)]
         command = job.argv[0]
         relative = self.workspace.relative(job.run_dir)
         if job.running:
@@ -249,8 +252,15 @@ class TuneTab:
         if job.running and job.lines:
             status += f"\n\n`{job.lines[-1][:160]}`"
         sweep_dir = job.run_dir / "sweep" if command == "tune" else job.run_dir
-        report = tune_report(job.run_dir) if command == "tune" else ""
-        return [status, trials_table(sweep_dir), best_text(sweep_dir), report, gr.Timer(active=job.running)]
+        report, comparison = tune_report(job.run_dir) if command == "tune" else ("", None)
+        return [
+            status,
+            trials_table(sweep_dir),
+            best_text(sweep_dir),
+            report,
+            comparison,
+            gr.Timer(active=job.running),
+        ]
 
     def abort(self, job_id: str | None) -> str:
         return self.train.abort(job_id, idle="no sweep in progress", stopping="stopping…")
@@ -300,6 +310,13 @@ class TuneTab:
             best = gr.Markdown()
             table = gr.Dataframe(label="trials", interactive=False)
             report = gr.Markdown()
+            comparison = gr.Dataframe(
+                label="comparison of the trials",
+                interactive=False,
+                wrap=False,
+                pinned_columns=3,
+                max_height=420,
+            )
         lr_job, sweep_job = gr.State(None), gr.State(None)
         lr_timer, sweep_timer = gr.Timer(1.0, active=False), gr.Timer(2.0, active=False)
 
@@ -325,6 +342,8 @@ class TuneTab:
             [sweep_job, sweep_status, sweep_timer],
             preprocess=False,
         )
-        sweep_timer.tick(self.sweep_tick, sweep_job, [sweep_status, table, best, report, sweep_timer])
+        sweep_timer.tick(
+            self.sweep_tick, sweep_job, [sweep_status, table, best, report, comparison, sweep_timer]
+        )
         abort_button.click(self.abort, sweep_job, sweep_status)
         resume_button.click(self.resume, sweep_job, [sweep_job, sweep_status, sweep_timer])
