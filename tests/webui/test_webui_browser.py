@@ -145,10 +145,10 @@ def test_refused_value_has_the_config_message(page) -> None:
                 "train": {"epochs": 0},
             }
         )
-    line = next(line for line in str(refused.value).splitlines() if "train.epochs" in line).strip()
+    (problem,) = refused.value.problems  # the CLI's words, after the field's name and key
     set_number(page, "train.epochs", 0)
     page.get_by_role("button", name="Preview command").click()
-    expect(page.get_by_text(line.removeprefix("- "), exact=False)).to_be_visible()
+    expect(page.get_by_text(f"Epochs (train.epochs): {problem.words}", exact=False)).to_be_visible()
     set_number(page, "train.epochs", 2)
 
 
@@ -217,6 +217,8 @@ def test_lr_finder_suggests_a_rate_for_the_train_tab(page, shots: Path) -> None:
         page.get_by_role("img", name="loss vs learning rate").or_(page.locator("img[src*='lr_find']")).first
     ).to_be_visible()
     page.get_by_role("button", name="Use the suggested learning rate on the Train tab").click()
+    expect(page.get_by_text(re.compile(r"Replace the Train tab's learning rate 0\.001 with"))).to_be_visible()
+    page.get_by_role("button", name="Confirm: replace the learning rate").click()
     page.get_by_role("tab", name="Train").click()
     expect(field(page, "train.learning_rate")).not_to_have_value("0.001")
     set_number(page, "train.learning_rate", 0.003)

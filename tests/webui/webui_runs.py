@@ -92,6 +92,15 @@ def write_run(folder: Path, learning_rate: float, final_spearman: float, verdict
         "warnings": [],
     }
     (folder / "summary.json").write_text(json.dumps(summary))
+    parts = {"backbone": (9_336, 9_336), "pooler": (0, 0), "head": (8_449, 8_449)}
+    stats = {
+        "total": 17_785,
+        "trainable": 17_785,
+        "components": {
+            name: {"total": total, "trainable": trainable} for name, (total, trainable) in parts.items()
+        },
+    }
+    (folder / "model_stats.json").write_text(json.dumps(stats))
     (folder / "test_results.csv").write_text(
         "model,metric,value,low,high\n"
         f"model,spearman,{test['value']},{test['low']},{test['high']}\n"
