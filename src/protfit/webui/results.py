@@ -215,10 +215,14 @@ def summary_text(run_dir: Path) -> str:
         if best is not None
         else "undefined (nan); the epoch with the lowest loss was kept"
     )
+    best_epoch = (
+        f"**Best epoch {summary['best_epoch']}** of {summary.get('epochs_run')} (validation {monitor} {shown})"
+        if summary.get("best_epoch") is not None
+        else f"**No best epoch**: {summary.get('epochs_run') or 0} epochs run"
+    )
     lines = [
-        f"**Best epoch {summary.get('best_epoch')}** of {summary.get('epochs_run')} "
-        f"(validation {monitor} {shown})"
-        f"{', stopped early' if summary.get('stopped_early') else ''}, {format_value(summary.get('wall_time_s'))} s",
+        f"{best_epoch}{', stopped early' if summary.get('stopped_early') else ''}, "
+        f"{format_value(summary.get('wall_time_s'))} s"
     ]
     if summary.get("verdict"):
         lines.append(f"- baselines verdict: {summary['verdict']}")
