@@ -246,7 +246,7 @@ def test_three_trial_tune_shows_the_comparison_then_compare_tab(page, server, sh
     expect(page.get_by_text("✓ finished")).to_be_visible(timeout=2 * RUN_TIMEOUT)
     heading = page.get_by_role("heading", name=re.compile("Comparison of the trials"))
     expect(heading).to_be_visible()
-    expect(page.locator("td:has-text('★'):visible").first).to_be_visible()
+    expect(page.get_by_text("★★★★★").filter(visible=True).first).to_be_visible()
     heading.evaluate("element => element.scrollIntoView({block: 'center'})")
     page.screenshot(path=shots / "webui-tune.png", full_page=False)
     tune = next((server[1] / "tunes").iterdir())
@@ -260,7 +260,7 @@ def test_compare_tab_table_plots_downloads_and_recommended_config(page, server, 
     choose(page, "runs or a sweep", f"tunes/{tune.name}")
     page.get_by_role("button", name="Compare", exact=True).click()
     expect(page.get_by_text("✓ protfit compare")).to_be_visible(timeout=120_000)
-    expect(page.locator("td:has-text('★'):visible").first).to_be_visible()
+    expect(page.get_by_text("★★★★★").filter(visible=True).first).to_be_visible()
     for name in ("Markdown", "CSV", "HTML (plots)"):
         expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
     expect(page.get_by_alt_text("comparison plot").first).to_be_visible()

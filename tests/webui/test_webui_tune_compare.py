@@ -143,6 +143,8 @@ def test_compare_shows_the_recommendation_and_its_reason(compare_tab) -> None:
         "**Why**: best validation SPEARMAN among runs without severe overfitting; learning_rate 0.0001 "
         "(vs 0.001 in lr-1e-3) gained 0.062 validation SPEARMAN"
     ) in recommendation
+    assert table["visible"] is True
+    table = table["value"]
     assert table["run"].tolist() == ["lr-1e-4", "lr-1e-3"]
     assert table.loc[0, "val spearman (best)"] == "0.3882" and table.loc[1, "overfitting"] == "severe"
     assert notes.startswith("- selection by validation spearman only")

@@ -78,9 +78,9 @@ class CompareTab:
                 raise WorkspaceError(done.stderr.strip() or done.stdout.strip())
         except subprocess.TimeoutExpired:
             error = WorkspaceError(f"protfit compare did not finish within {COMPARE_TIMEOUT_S} s")
-            return [messages.describe_error(error), "", None, "", "", hidden, hidden, hidden, None]
+            return [messages.describe_error(error), "", hidden, "", "", hidden, hidden, hidden, None]
         except WorkspaceError as error:
-            return [messages.describe_error(error), "", None, "", "", hidden, hidden, hidden, None]
+            return [messages.describe_error(error), "", hidden, "", "", hidden, hidden, hidden, None]
         downloads = [
             gr.update(value=str(out / name), visible=True) if (out / name).is_file() else hidden
             for name in ("compare.md", "compare.csv", "compare.html")
@@ -91,7 +91,7 @@ class CompareTab:
         return [
             f"✓ `protfit compare {' '.join(paths)} -o {relative} --recommend`",
             recommendation_text(recommended, done.stdout),
-            table,
+            gr.update(value=table, visible=table is not None),
             notes,
             plots_html(out / "compare.html"),
             *downloads,
@@ -126,7 +126,12 @@ class CompareTab:
         # one line per run, scrolled sideways with rank, stars and run pinned: wrapped into the page's
         # width, the 19 columns of a sweep broke their words
         table = gr.Dataframe(
-            label="comparison (compare.md)", interactive=False, wrap=False, pinned_columns=3, max_height=420
+            label="comparison (compare.md)",
+            visible=False,
+            interactive=False,
+            wrap=False,
+            pinned_columns=3,
+            max_height=420,
         )
         notes = gr.Markdown()
         plots = gr.HTML()

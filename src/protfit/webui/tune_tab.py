@@ -237,7 +237,7 @@ class TuneTab:
     def sweep_tick(self, job_id: str | None) -> list[Any]:
         job = self.jobs.get(job_id)
         if job is None or job.run_dir is None:
-            return ["", None, "", "", None, gr.Timer(active=False)]
+            return ["", None, "", "", gr.update(visible=False), gr.Timer(active=False)]
         command = job.argv[0]
         relative = self.workspace.relative(job.run_dir)
         if job.running:
@@ -258,7 +258,7 @@ class TuneTab:
             trials_table(sweep_dir),
             best_text(sweep_dir),
             report,
-            comparison,
+            gr.update(value=comparison, visible=comparison is not None),
             gr.Timer(active=job.running),
         ]
 
@@ -312,6 +312,7 @@ class TuneTab:
             report = gr.Markdown()
             comparison = gr.Dataframe(
                 label="comparison of the trials",
+                visible=False,
                 interactive=False,
                 wrap=False,
                 pinned_columns=3,
