@@ -306,8 +306,8 @@ def test_a_rerun_of_a_sweep_trials_config_is_resumable_again():
         ("train.learning_rate=-1", "'train.learning_rate': must be greater than 0, or 'auto' (got -1)"),
         ("train.learning_rate=abc", "'train.learning_rate': must be a number, or 'auto' (got 'abc')"),
         ("train.epochs=0", "'train.epochs': must be at least 1 (got 0)"),
-        ("train.epochs=2.5", "'train.epochs': must be a whole number (got 2.5)"),
-        ("model.head.dropout=1.5", "'model.head.dropout': must be less than 1 (got 1.5)"),
+        ("train.epochs=2.5", "'train.epochs': must be a whole number, at least 1 (got 2.5)"),
+        ("model.head.dropout=1.5", "'model.head.dropout': must be at least 0 and less than 1 (got 1.5)"),
     ],
 )
 def test_validation_errors_are_in_words(tmp_path, override, line):

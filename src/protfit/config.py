@@ -646,10 +646,11 @@ def format_validation_error(
     title: str,
     allowed_keys: Callable[[tuple[Any, ...]], list[str]],
     messages: dict[str, str] | None = None,
+    model: type[BaseModel] | None = None,
 ) -> str:
     """One line per key: unknown keys with the keys allowed there, missing keys, bad values with
     what is allowed (:mod:`protfit.config_messages`). Shared by the run config and the sweep file."""
-    problems = validation_problems(error, allowed_keys, messages)
+    problems = validation_problems(error, allowed_keys, messages, model)
     return "\n".join([f"{title}:", *(f"  - {problem.line()}" for problem in problems)])
 
 
@@ -660,8 +661,8 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
         title = f"invalid configuration ({source})"
         allowed = lambda location: _allowed_keys(RunConfig, location)  # noqa: E731
         raise ConfigError(
-            format_validation_error(error, title, allowed),
-            tuple(validation_problems(error, allowed)),
+            format_validation_error(error, title, allowed, model=RunConfig),
+            tuple(validation_problems(error, allowed, model=RunConfig)),
         ) from None
 
 

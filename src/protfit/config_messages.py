@@ -14,12 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
+import annotated_types
+from pydantic import BaseModel, ValidationError
 
 # Location parts pydantic adds for the member of a union it tried ("constrained-float",
 # "literal['auto']", "function-after[...]", "int"); config keys are snake_case names, never these.
 _MEMBER_TAG = re.compile(r"[-\[\]'()]")
 _TYPE_TAGS = {"int", "float", "str", "bool", "none", "list", "dict", "tuple", "set"}
+
+_BOUNDS = (
+    (annotated_types.Ge, "ge", "at least"),
+    (annotated_types.Gt, "gt", "greater than"),
+    (annotated_types.Le, "le", "at most"),
+    (annotated_types.Lt, "lt", "less than"),
+)
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+_NUMBER_WORDS = {"must be a whole number", "must be a number"}
 
 _TYPE_WORDS = {
     "int_parsing": "must be a whole number",
@@ -93,6 +103,25 @@ def error_words(item: dict[str, Any]) -> str:
     )
 
 
+def field_range(model: type[BaseModel], location: tuple[Any, ...]) -> str:
+    """Every bound of a number field in words ("at least 0 and less than 1"), empty when it has
+    none: pydantic names only the bound a value broke, a person wants the whole range."""
+    for part in location[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    field = model.model_fields.get(str(location[-1])) if location else None
+    metadata = field.metadata if field is not None else []
+    return " and ".join(
+        f"{words} {_number(getattr(item, name))}"
+        for item in metadata
+        for kind, name, words in _BOUNDS
+        if isinstance(item, kind)
+    )
+
+
 def _shown_input(value: Any) -> str:
     # A model-level validator's input is the whole section (for RunConfig: the whole config), which
     # buries the message; only a short scalar says something the message does not.
@@ -113,9 +142,11 @@ def validation_problems(
     error: ValidationError,
     allowed_keys: Callable[[tuple[Any, ...]], list[str]],
     messages: dict[str, str] | None = None,
+    model: type[BaseModel] | None = None,
 ) -> list[FieldProblem]:
     """One problem per key (a union's members merged), in pydantic's order. ``messages`` replaces
-    the words for some error types (the sweep file's discriminated unions)."""
+    the words for some error types (the sweep file's discriminated unions); with the ``model`` that
+    was validated, a number out of range or not a number gets the field's whole range."""
     problems: list[FieldProblem] = []
     alternatives: dict[str, tuple[int, list[str], Any]] = {}  # key -> (index in problems, words, input)
     for item in error.errors():
@@ -132,6 +163,13 @@ def validation_problems(
             problems.append(FieldProblem(key, "required", "missing"))
             continue
         words = messages[item["type"]] if messages and item["type"] in messages else error_words(item)
+        allowed = (
+            field_range(model, item["loc"]) if model is not None and len(parts) == len(item["loc"]) else ""
+        )
+        if allowed and item["type"] in _RANGE_ERRORS:
+            words = f"must be {allowed}"
+        elif allowed and words in _NUMBER_WORDS:
+            words = f"{words}, {allowed}"
         if len(parts) < len(item["loc"]) and key in alternatives:  # another member of the same union
             index, seen, value = alternatives[key]
             seen.append(words)
