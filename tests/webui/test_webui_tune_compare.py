@@ -160,3 +160,12 @@ def test_compare_of_a_run_that_died_early_is_a_message(compare_tab) -> None:
     result = compare_tab.compare(["runs/died"])
     assert len(result) == 9
     assert result[0].startswith("✗ protfit compare: error: runs/died holds no run folders")
+
+
+def test_without_a_recommended_config_the_tab_says_why(tmp_path: Path) -> None:
+    from protfit.webui.compare_tab import recommendation_text
+
+    printed = "| rank | run |\n\nno run has a validation value: nothing to recommend\n"
+    assert recommendation_text(tmp_path / "recommended.yaml", printed) == (
+        "**No recommendation**: no run has a validation value: nothing to recommend"
+    )
