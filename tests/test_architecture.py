@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("protfit.metrics",),
     (
         "protfit.config",
+        "protfit.config_messages",
         "protfit.regularization.config",
         "protfit.regularization.technique",
         "protfit.regularization.sections",

@@ -297,3 +297,25 @@ def test_a_rerun_of_a_sweep_trials_config_is_resumable_again():
     assert output.checkpoints.last_every_epochs == 1 and output.checkpoints.last_every_minutes is None
     assert output.checkpoints.keep_last  # the base's own choice stays
     assert trial["output"]["name"] == "trial-0007"  # the trial's config is not changed
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        # a union field: one line for the key, not one per member pydantic tried
+        ("train.learning_rate=-1", "'train.learning_rate': must be greater than 0, or 'auto' (got -1)"),
+        ("train.learning_rate=abc", "'train.learning_rate': must be a number, or 'auto' (got 'abc')"),
+        ("train.epochs=0", "'train.epochs': must be at least 1 (got 0)"),
+        ("train.epochs=2.5", "'train.epochs': must be a whole number, at least 1 (got 2.5)"),
+        ("model.head.dropout=1.5", "'model.head.dropout': must be at least 0 and less than 1 (got 1.5)"),
+    ],
+)
+def test_validation_errors_are_in_words(tmp_path, override, line):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, BASE), [override])
+    message = str(error.value)
+    assert f"  - {line}" in message.splitlines()
+    for internal in ("constrained-float", "literal[", "Input should", "Value error"):
+        assert internal not in message
+    (problem,) = error.value.problems
+    assert problem.line() == line

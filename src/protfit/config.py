@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from protfit.config_messages import FieldProblem, validation_problems
 from protfit.registry import (
     FAMILIES,
     FEATURES,
@@ -52,7 +53,12 @@ DEFAULT_MONITOR: dict[str, str] = {
 
 
 class ConfigError(ValueError):
-    """A configuration the user wrote is invalid; the message says which key and what is allowed."""
+    """A configuration the user wrote is invalid; the message says which key and what is allowed.
+    ``problems`` holds the same per key (from a validation error), for a front end's own labels."""
+
+    def __init__(self, message: str, problems: tuple[FieldProblem, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class _Section(BaseModel):
@@ -635,39 +641,17 @@ def _allowed_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str
     return sorted(model.model_fields)
 
 
-def _shown_input(value: Any) -> str:
-    # A model-level validator's input is the whole section (for RunConfig: the whole config), which
-    # buries the message; only a short scalar says something the message does not.
-    if isinstance(value, dict | list | tuple | set) or len(repr(value)) > 80:
-        return ""
-    return f" (got {value!r})"
-
-
 def format_validation_error(
     error: ValidationError,
     title: str,
     allowed_keys: Callable[[tuple[Any, ...]], list[str]],
     messages: dict[str, str] | None = None,
+    model: type[BaseModel] | None = None,
 ) -> str:
-    """One line per problem: unknown keys with the keys allowed there, missing keys, bad values (with
-    the input only when it is short). ``messages`` replaces pydantic's text for some error types.
-    Shared by the run config and the sweep file."""
-    lines = [f"{title}:"]
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
-            lines.append(
-                f"  - unknown key '{location}'; allowed here: {', '.join(allowed_keys(item['loc']))}"
-            )
-        elif item["type"] == "missing":
-            lines.append(f"  - missing required key '{location}'")
-        elif messages and item["type"] in messages:
-            lines.append(f"  - '{location}': {messages[item['type']]}")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            where = f"'{location}': " if location else ""
-            lines.append(f"  - {where}{message}{_shown_input(item.get('input'))}")
-    return "\n".join(lines)
+    """One line per key: unknown keys with the keys allowed there, missing keys, bad values with
+    what is allowed (:mod:`protfit.config_messages`). Shared by the run config and the sweep file."""
+    problems = validation_problems(error, allowed_keys, messages, model)
+    return "\n".join([f"{title}:", *(f"  - {problem.line()}" for problem in problems)])
 
 
 def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
@@ -675,8 +659,10 @@ def build_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
         title = f"invalid configuration ({source})"
+        allowed = lambda location: _allowed_keys(RunConfig, location)  # noqa: E731
         raise ConfigError(
-            format_validation_error(error, title, lambda location: _allowed_keys(RunConfig, location))
+            format_validation_error(error, title, allowed, model=RunConfig),
+            tuple(validation_problems(error, allowed, model=RunConfig)),
         ) from None
 
 

@@ -115,10 +115,10 @@ def test_refused_value_has_the_config_message(page) -> None:
                 "train": {"epochs": 0},
             }
         )
-    line = next(line for line in str(refused.value).splitlines() if "train.epochs" in line).strip()
+    (problem,) = refused.value.problems  # the CLI's words, after the field's name and key
     set_number(page, "Epochs", 0)
     page.get_by_role("button", name="Preview command").click()
-    expect(page.get_by_text(line.removeprefix("- "), exact=False)).to_be_visible()
+    expect(page.get_by_text(f"Epochs (train.epochs): {problem.words}", exact=False)).to_be_visible()
     set_number(page, "Epochs", 2)
 
 
@@ -188,6 +188,8 @@ def test_lr_finder_suggests_a_rate_for_the_train_tab(page, shots: Path) -> None:
         page.get_by_role("img", name="loss vs learning rate").or_(page.locator("img[src*='lr_find']")).first
     ).to_be_visible()
     page.get_by_role("button", name="Use the suggested learning rate on the Train tab").click()
+    expect(page.get_by_text(re.compile(r"Replace the Train tab's learning rate 0\.001 with"))).to_be_visible()
+    page.get_by_role("button", name="Confirm: replace the learning rate").click()
     page.get_by_role("tab", name="Train").click()
     expect(field(page, "Learning rate")).not_to_have_value("0.001")
     set_number(page, "Learning rate", 0.003)
@@ -215,7 +217,7 @@ def test_three_trial_tune_shows_the_comparison_then_compare_tab(page, server, sh
     expect(page.get_by_text("✓ finished")).to_be_visible(timeout=2 * RUN_TIMEOUT)
     heading = page.get_by_role("heading", name=re.compile("Comparison of the trials"))
     expect(heading).to_be_visible()
-    expect(page.locator("td:has-text('★'):visible").first).to_be_visible()
+    expect(page.get_by_text("★★★★★").filter(visible=True).first).to_be_visible()
     heading.evaluate("element => element.scrollIntoView({block: 'center'})")
     page.screenshot(path=shots / "webui-tune.png", full_page=False)
     tune = next((server[1] / "tunes").iterdir())
@@ -229,7 +231,7 @@ def test_compare_tab_table_plots_downloads_and_recommended_config(page, server, 
     choose(page, "runs or a sweep", f"tunes/{tune.name}")
     page.get_by_role("button", name="Compare", exact=True).click()
     expect(page.get_by_text("✓ protfit compare")).to_be_visible(timeout=120_000)
-    expect(page.locator("td:has-text('★'):visible").first).to_be_visible()
+    expect(page.get_by_text("★★★★★").filter(visible=True).first).to_be_visible()
     for name in ("Markdown", "CSV", "HTML (plots)"):
         expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
     expect(page.get_by_alt_text("comparison plot").first).to_be_visible()

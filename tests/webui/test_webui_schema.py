@@ -171,9 +171,7 @@ def test_a_field_added_to_the_config_appears_in_the_train_tab(
     assert widget.info.startswith("train.label_smoothing: Share of the target mass")
     raw = schema.values_to_raw(app.protfit_train.specs, form_values(train__label_smoothing=0.9))
     raw["data"]["path"] = "x"
-    with pytest.raises(
-        ConfigError, match="'train.label_smoothing': Input should be less than or equal to 0.5"
-    ):
+    with pytest.raises(ConfigError, match="'train.label_smoothing': must be at least 0 and at most 0.5"):
         schema.build(raw)
 
 

@@ -5,6 +5,7 @@ files (history.jsonl, summary.json, test_results.csv, model_stats.json) and from
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from protfit.data.loading import DatasetSplits
+from protfit.report.compare import format_value
 from protfit.report.confidence import format_with_interval
 from protfit.report.plots import loss_figure, metrics_figure
 from protfit.report.run_dir import read_summary
+from protfit.report.summary import format_gap
 
 # ---- dataset preview ---------------------------------------------------------------------------
 
@@ -111,42 +114,53 @@ def sample_rows(splits: DatasetSplits, count: int = 5) -> pd.DataFrame:
 # ---- a run folder ------------------------------------------------------------------------------
 
 
+def _legend_outside(figure: plt.Figure | None) -> plt.Figure | None:
+    """Move the legend right of the axes: inside, it covered the curves of a many-metric run."""
+    if figure is None:
+        return None
+    axis = figure.axes[0]
+    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
 def loss_plot(history: list[dict[str, Any]]) -> plt.Figure | None:
-    return loss_figure(history, size=(5, 3)) if history else None
+    return _legend_outside(loss_figure(history, size=(6, 3))) if history else None
 
 
 def metric_plot(history: list[dict[str, Any]]) -> plt.Figure | None:
     names = [key.removeprefix("val_") for key in (history[0] if history else {}) if key.startswith("val_")]
     names = [name for name in names if name != "loss"]
-    return metrics_figure(history, names, size=(5, 3)) if names else None
+    return _legend_outside(metrics_figure(history, names, size=(6, 3))) if names else None
 
 
-def overfitting_verdict(history: list[dict[str, Any]]) -> str:
-    """A plain reading of the learning curves: does validation loss rise while training loss falls?"""
-    losses = [(row["epoch"], row.get("train_loss"), row.get("val_loss")) for row in history]
-    losses = [item for item in losses if item[1] is not None and item[2] is not None]
-    if len(losses) < 2:
-        return "overfitting: too few epochs to tell"
-    best_epoch, _, best_val = min(losses, key=lambda item: item[2])
-    last_epoch, last_train, last_val = losses[-1]
-    train_at_best = next(train for epoch, train, _ in losses if epoch == best_epoch)
-    if best_epoch < last_epoch and last_val > best_val * 1.05 and last_train < train_at_best:
-        return (
-            f"overfitting: validation loss lowest at epoch {best_epoch} ({best_val:.4f}) and rising since "
-            f"({last_val:.4f} at epoch {last_epoch}) while training loss keeps falling; the best checkpoint "
-            f"is the one tested"
-        )
-    return f"no sign of overfitting: validation loss lowest at epoch {best_epoch} of {last_epoch}"
+def _undefined(model: str) -> str:
+    """Why a test metric is nan (:mod:`protfit.metrics`: a correlation of constant predictions, AUROC
+    with one class present, an empty split); the constant baseline predicts a constant by design."""
+    if model == "constant":
+        return "– (undefined: constant predictions)"
+    return "– (undefined: constant predictions or a single class in the test labels)"
+
+
+def metric_cell(value: float, low: float, high: float, undefined: str) -> str:
+    """``0.812 [0.794, 0.829]``; a nan value is ``undefined``; a value without an interval says why."""
+    if not math.isfinite(value):
+        return undefined
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{format_with_interval(value)} (no interval: undefined on most resamples)"
+    return format_with_interval(value, (low, high))
 
 
 def results_table(run_dir: Path) -> pd.DataFrame | None:
-    """test_results.csv as model/baselines × metrics, each cell `value [low, high]`."""
+    """test_results.csv as model/baselines × metrics, each cell `value [low, high]` (3 decimals, or 4
+    significant digits for small values), "–" with the reason where a metric is undefined."""
     path = run_dir / "test_results.csv"
     if not path.is_file():
         return None
     frame = pd.read_csv(path)
     frame["cell"] = [
-        format_with_interval(row.value, (row.low, row.high)) for row in frame.itertuples(index=False)
+        metric_cell(float(row.value), float(row.low), float(row.high), _undefined(str(row.model)))
+        for row in frame.itertuples(index=False)
     ]
     table = frame.pivot(index="model", columns="metric", values="cell")
     order = list(dict.fromkeys(frame["model"]))
@@ -168,16 +182,50 @@ def model_stats_table(run_dir: Path) -> pd.DataFrame | None:
     return frame
 
 
+def _diagnosis_lines(diagnosis: dict[str, Any], monitor: str) -> list[str]:
+    """summary.json's ``diagnostics`` (regularization/diagnostics.py) as the CLI prints them."""
+    lines = []
+    if diagnosis.get("verdict") is not None:
+        at_best = diagnosis.get("verdict_at_best_epoch")
+        best_note = f"; {at_best} at the best epoch" if at_best and at_best != diagnosis["verdict"] else ""
+        lines.append(
+            f"- **overfitting: {diagnosis['verdict']}** (the worst verdict from the best epoch on{best_note}; "
+            f"train − validation {monitor} {format_gap(diagnosis.get('gap_metric'))} at the best epoch)"
+        )
+    if diagnosis.get("undertrained"):
+        lines.append("- **undertrained**: validation was still improving at the end; more epochs may help")
+    if diagnosis.get("collapsed"):
+        lines.append(f"- **collapsed**: {'; '.join(diagnosis.get('collapse') or [])}")
+    advice = diagnosis.get("advice") or []
+    if advice:
+        lines.append("\n**What to try next** (the run's own advice):")
+        lines.extend(f"- {tip}" for tip in advice)
+    return lines
+
+
 def summary_text(run_dir: Path) -> str:
+    """The run's own verdicts, read from summary.json: nothing here is computed from the curves."""
     summary = read_summary(run_dir)
     if summary is None:
         return ""
+    monitor = summary.get("monitor")
+    best = summary.get("best_val_metric")
+    shown = (
+        format_with_interval(best)
+        if best is not None
+        else "undefined (nan); the epoch with the lowest loss was kept"
+    )
+    best_epoch = (
+        f"**Best epoch {summary['best_epoch']}** of {summary.get('epochs_run')} (validation {monitor} {shown})"
+        if summary.get("best_epoch") is not None
+        else f"**No best epoch**: {summary.get('epochs_run') or 0} epochs run"
+    )
     lines = [
-        f"**Best epoch {summary.get('best_epoch')}** ({summary.get('monitor')} "
-        f"{summary.get('best_val_metric')} on validation), {summary.get('epochs_run')} epochs run"
-        f"{' (stopped early)' if summary.get('stopped_early') else ''}, {summary.get('wall_time_s')} s",
+        f"{best_epoch}{', stopped early' if summary.get('stopped_early') else ''}, "
+        f"{format_value(summary.get('wall_time_s'))} s"
     ]
     if summary.get("verdict"):
-        lines.append(f"- verdict: {summary['verdict']}")
+        lines.append(f"- baselines verdict: {summary['verdict']}")
+    lines.extend(_diagnosis_lines(summary.get("diagnostics") or {}, str(monitor)))
     lines.extend(f"- ⚠ {warning}" for warning in summary.get("warnings", []))
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from protfit.config import ConfigError
 from protfit.data.errors import DataError
 from protfit.data.problem_type import guess_problem_type
 from protfit.report.run_dir import read_history
-from protfit.webui import catalog, data_step, results, schema
+from protfit.webui import catalog, data_step, messages, results, schema
 from protfit.webui.jobs import Job, JobRegistry
 from protfit.webui.options import COMMON, OptionForm
 from protfit.webui.workspace import CONFIGS, RUNS, Workspace, WorkspaceError, unique_name
@@ -111,7 +111,7 @@ class TrainTab:
             cfg = schema.build({"data": data, "model": {"name": "onehot"}}).data
             splits = load_dataset_splits(cfg)
         except USER_ERRORS as error:
-            return [f"✗ {error}", *hidden, *guessed]
+            return [messages.describe_error(error), *hidden, *guessed]
         table, missing = data_step.class_counts(splits)
         checks = "\n\n".join(part for part in (note, results.data_checks(splits), missing) if part)
         return [
@@ -129,7 +129,7 @@ class TrainTab:
         try:
             raw = self.raw_config(dataset, list(values), name)
         except USER_ERRORS as error:
-            return [f"✗ {error}", "", "", gr.update(visible=False)]
+            return [messages.describe_error(error), "", "", gr.update(visible=False)]
         path = self.write_config(raw, name)
         command = f"cd {self.workspace.root}\nprotfit train {CONFIGS}/{name}.yaml"
         message = (
@@ -148,7 +148,7 @@ class TrainTab:
         try:
             raw = self.raw_config(dataset, list(values), name)
         except USER_ERRORS as error:
-            return [None, f"✗ {error}", gr.Timer(active=False)]
+            return [None, messages.describe_error(error), gr.Timer(active=False)]
         self.write_config(raw, name)
         run_dir = self.workspace.resolve(f"{RUNS}/{name}")
         log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
@@ -221,14 +221,7 @@ class TrainTab:
         if run_dir is None or not run_dir.is_dir():
             return [*[_shown(None)] * 2, "", *[_shown(None)] * 2, *[gr.update(visible=False)] * 3]
         history = read_history(run_dir)
-        text = "\n\n".join(
-            part
-            for part in (
-                results.overfitting_verdict(history) if history else "",
-                results.summary_text(run_dir),
-            )
-            if part
-        )
+        text = results.summary_text(run_dir)
         downloads = []
         for name in ("test_results.csv", "test_predictions.csv", "history.csv"):
             path = run_dir / name

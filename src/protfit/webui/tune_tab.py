@@ -11,8 +11,11 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from protfit.report.compare import format_value
 from protfit.report.run_dir import read_history, read_summary
+from protfit.webui import messages
 from protfit.webui.jobs import Job, JobRegistry
+from protfit.webui.tables import markdown_table, rounded
 from protfit.webui.train_tab import USER_ERRORS, TrainTab
 from protfit.webui.workspace import CONFIGS, LR_FIND, SWEEPS, TUNES, Workspace, unique_name
 
@@ -42,8 +45,8 @@ def trials_table(sweep_dir: Path) -> pd.DataFrame | None:
     """trials.csv once the sweep has written it, else the live view of the trial folders."""
     path = sweep_dir / "trials.csv"
     if path.is_file():
-        return pd.read_csv(path).drop(columns=["run_dir"], errors="ignore")
-    return live_trials(sweep_dir)
+        return rounded(pd.read_csv(path).drop(columns=["run_dir"], errors="ignore"))
+    return rounded(live_trials(sweep_dir))
 
 
 def best_text(sweep_dir: Path) -> str:
@@ -77,17 +80,49 @@ def range_test_text(found: dict[str, Any]) -> str:
     return text
 
 
-def tune_report(tune_dir: Path) -> str:
-    """A tune's closing table (tune.md) and the comparison of its trials (compare/compare.md)."""
-    parts = []
-    for name, title in (
-        ("tune.md", ""),
-        ("compare/compare.md", "### Comparison of the trials (protfit compare)\n"),
-    ):
-        path = tune_dir / name
-        if path.is_file():
-            parts.append(title + path.read_text())
-    return "\n\n".join(parts)
+def whole_number(value: float | None, label: str, minimum: int) -> int:
+    """A count typed in this tab (an emptied number box sends None)."""
+    if value is None or value < minimum or value != int(value):
+        raise ValueError(f"{label}: must be a whole number, at least {minimum} (got {value})")
+    return int(value)
+
+
+def suggested_rate(found: dict[str, Any]) -> str:
+    """The suggestion as it goes into train.learning_rate (4 significant digits, as it is shown)."""
+    return format_value(float(found["suggested_lr"]))
+
+
+def ask_to_use(found: dict[str, Any] | None, current: Any) -> list[Any]:
+    """The confirmation shown before the Train tab's learning rate is replaced: old -> new, and the
+    range test's warning when its curve could not be trusted (the rate then comes from a fallback rule)."""
+    if found is None:
+        return [gr.update(visible=False), "", "✗ no suggestion yet: run the LR finder first"]
+    text = (
+        f"Replace the Train tab's learning rate **{current or '(empty)'}** with **{suggested_rate(found)}** "
+        f"({found['rule']})?"
+    )
+    if not found.get("trusted", True):
+        text += f"\n\n⚠ The range test could not be trusted: {found.get('note') or 'see lr_find.json'}"
+    return [gr.update(visible=True), text, gr.update()]
+
+
+def use_suggestion(found: dict[str, Any] | None) -> list[Any]:
+    if found is None:
+        return [gr.update(), gr.update(visible=False), ""]
+    return [suggested_rate(found), gr.update(visible=False), ""]
+
+
+def tune_report(tune_dir: Path) -> tuple[str, pd.DataFrame | None]:
+    """A tune's closing table (tune.md), then the comparison of its trials (compare/compare.md) as a
+    table of its own (a Markdown table of 19 columns wrapped mid-word)."""
+    closing = tune_dir / "tune.md"
+    text = closing.read_text() if closing.is_file() else ""
+    comparison = tune_dir / "compare" / "compare.md"
+    if not comparison.is_file():
+        return text, None
+    table, notes = markdown_table(comparison.read_text())
+    heading = "### Comparison of the trials (protfit compare)\n" + notes
+    return "\n\n".join(part for part in (text, heading) if part), table
 
 
 class TuneTab:
@@ -106,15 +141,26 @@ class TuneTab:
     # ---- LR finder ---------------------------------------------------------------------------
 
     def start_lr_find(
-        self, start_lr: float, end_lr: float, steps: float, rule: str, dataset: str | None, *values: Any
+        self,
+        start_lr: float | None,
+        end_lr: float | None,
+        steps: float | None,
+        rule: str,
+        dataset: str | None,
+        *values: Any,
     ) -> list[Any]:
         try:
+            if start_lr is None or end_lr is None or not 0 < start_lr < end_lr:
+                raise ValueError(
+                    f"Start LR and end LR: need 0 < start LR < end LR (got {start_lr} and {end_lr})"
+                )
+            count = whole_number(steps, "Steps", 2)
             config = self._base_config(dataset, list(values))
         except USER_ERRORS as error:
-            return [None, f"✗ {error}", gr.Timer(active=False)]
+            return [None, messages.describe_error(error), gr.Timer(active=False)]
         folder = f"{LR_FIND}/{Path(config).stem}"
         argv = ["lr-find", config, "-o", folder, "--start-lr", str(start_lr), "--end-lr", str(end_lr)]
-        argv += ["--num-steps", str(int(steps)), "--rule", rule]
+        argv += ["--num-steps", str(count), "--rule", rule]
         log = self.workspace.resolve(f"{CONFIGS}/{Path(config).stem}.log")
         job_id = Path(config).stem
         self.jobs.add(job_id, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
@@ -146,38 +192,40 @@ class TuneTab:
         return [
             range_test_text(found),
             str(folder / "lr_find.png"),
-            found["suggested_lr"],
+            found,
             gr.Timer(active=False),
         ]
 
     # ---- sweep -------------------------------------------------------------------------------
 
     def start_sweep(
-        self, preset: str, trials: float, timeout: float | None, dataset: str | None, *values: Any
+        self, preset: str, trials: float | None, timeout: float | None, dataset: str | None, *values: Any
     ) -> list[Any]:
         try:
+            count = whole_number(trials, "Trials (budget)", 1)
+            seconds = whole_number(timeout or 0, "Time budget", 0)
             config = self._base_config(dataset, list(values))
-            if not trials or trials < 1:
-                raise ValueError("n_trials must be at least 1")
         except USER_ERRORS as error:
-            return [None, f"✗ {error}", gr.Timer(active=False)]
+            return [None, messages.describe_error(error), gr.Timer(active=False)]
         name = Path(config).stem
-        argv = ["sweep", "--preset", preset, "--base", config, f"n_trials={int(trials)}"]
+        argv = ["sweep", "--preset", preset, "--base", config, f"n_trials={count}"]
         argv += [f"output.dir={SWEEPS}", f"output.name={name}"]
-        if timeout:
-            argv.append(f"timeout={int(timeout)}")
+        if seconds:
+            argv.append(f"timeout={seconds}")
         return self._launch(name, argv, f"{SWEEPS}/{name}")
 
-    def start_tune(self, trials: float, steps: float, dataset: str | None, *values: Any) -> list[Any]:
+    def start_tune(
+        self, trials: float | None, steps: float | None, dataset: str | None, *values: Any
+    ) -> list[Any]:
         try:
+            count = whole_number(trials, "Trials (budget)", 1)
+            lr_steps = whole_number(steps, "Steps (of the LR range test)", 2)
             config = self._base_config(dataset, list(values))
-            if not trials or trials < 1:
-                raise ValueError("the budget must be at least 1 trial")
         except USER_ERRORS as error:
-            return [None, f"✗ {error}", gr.Timer(active=False)]
+            return [None, messages.describe_error(error), gr.Timer(active=False)]
         name = Path(config).stem
         folder = f"{TUNES}/{name}"
-        argv = ["tune", config, "--budget", str(int(trials)), "-o", folder, "--lr-steps", str(int(steps))]
+        argv = ["tune", config, "--budget", str(count), "-o", folder, "--lr-steps", str(lr_steps)]
         return self._launch(name, argv, folder)
 
     def _launch(self, name: str, argv: list[str], folder: str) -> list[Any]:
@@ -189,7 +237,7 @@ class TuneTab:
     def sweep_tick(self, job_id: str | None) -> list[Any]:
         job = self.jobs.get(job_id)
         if job is None or job.run_dir is None:
-            return ["", None, "", "", gr.Timer(active=False)]
+            return ["", None, "", "", gr.update(visible=False), gr.Timer(active=False)]
         command = job.argv[0]
         relative = self.workspace.relative(job.run_dir)
         if job.running:
@@ -204,8 +252,15 @@ class TuneTab:
         if job.running and job.lines:
             status += f"\n\n`{job.lines[-1][:160]}`"
         sweep_dir = job.run_dir / "sweep" if command == "tune" else job.run_dir
-        report = tune_report(job.run_dir) if command == "tune" else ""
-        return [status, trials_table(sweep_dir), best_text(sweep_dir), report, gr.Timer(active=job.running)]
+        report, comparison = tune_report(job.run_dir) if command == "tune" else ("", None)
+        return [
+            status,
+            trials_table(sweep_dir),
+            best_text(sweep_dir),
+            report,
+            gr.update(value=comparison, visible=comparison is not None),
+            gr.Timer(active=job.running),
+        ]
 
     def abort(self, job_id: str | None) -> str:
         return self.train.abort(job_id, idle="no sweep in progress", stopping="stopping…")
@@ -231,6 +286,11 @@ class TuneTab:
             lr_plot = gr.Image(label="loss vs learning rate", type="filepath", interactive=False)
             suggestion = gr.State(None)
             use_button = gr.Button("Use the suggested learning rate on the Train tab")
+            with gr.Group(visible=False) as confirm_box:
+                confirm_text = gr.Markdown()
+                with gr.Row():
+                    confirm_button = gr.Button("Confirm: replace the learning rate", variant="primary")
+                    cancel_button = gr.Button("Cancel")
         with gr.Accordion("Sweep (protfit sweep) or Tune (protfit tune)", open=True):
             gr.Markdown(
                 "**Sweep**: the trials of a search space. **Tune**: an untuned run, the LR range test "
@@ -250,6 +310,14 @@ class TuneTab:
             best = gr.Markdown()
             table = gr.Dataframe(label="trials", interactive=False)
             report = gr.Markdown()
+            comparison = gr.Dataframe(
+                label="comparison of the trials",
+                visible=False,
+                interactive=False,
+                wrap=False,
+                pinned_columns=3,
+                max_height=420,
+            )
         lr_job, sweep_job = gr.State(None), gr.State(None)
         lr_timer, sweep_timer = gr.Timer(1.0, active=False), gr.Timer(2.0, active=False)
 
@@ -260,7 +328,9 @@ class TuneTab:
             preprocess=False,
         )
         lr_timer.tick(self.lr_tick, lr_job, [lr_status, lr_plot, suggestion, lr_timer])
-        use_button.click(lambda value: gr.update() if value is None else value, suggestion, learning_rate)
+        use_button.click(ask_to_use, [suggestion, learning_rate], [confirm_box, confirm_text, lr_status])
+        confirm_button.click(use_suggestion, suggestion, [learning_rate, confirm_box, confirm_text])
+        cancel_button.click(lambda: (gr.update(visible=False), ""), None, [confirm_box, confirm_text])
         sweep_button.click(
             self.start_sweep,
             [preset, trials, timeout, *config_inputs],
@@ -273,6 +343,8 @@ class TuneTab:
             [sweep_job, sweep_status, sweep_timer],
             preprocess=False,
         )
-        sweep_timer.tick(self.sweep_tick, sweep_job, [sweep_status, table, best, report, sweep_timer])
+        sweep_timer.tick(
+            self.sweep_tick, sweep_job, [sweep_status, table, best, report, comparison, sweep_timer]
+        )
         abort_button.click(self.abort, sweep_job, sweep_status)
         resume_button.click(self.resume, sweep_job, [sweep_job, sweep_status, sweep_timer])
