@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_webui_browser import CHROMIUM, _free_port, choose, field, set_number
+from browser_helpers import CHROMIUM, choose, field, free_port, set_number
 from webui_runs import ADVICE, write_run
 
 from protfit.data.synthetic import write_synthetic_dataset
@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     workspace = Workspace(root)
     app = build_app(workspace)
     app.queue(default_concurrency_limit=8)
-    options = launch_options(workspace, port=_free_port())
+    options = launch_options(workspace, port=free_port())
     app.launch(**options, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{options['server_port']}/", root
@@ -81,10 +81,10 @@ def test_results_show_the_runs_own_diagnostics_and_advice(page, shots: Path) -> 
 
 
 def test_a_negative_learning_rate_is_refused_in_words(page, shots: Path) -> None:
-    choose(page, "dataset folder", "datasets/syn")
-    choose(page, "data.problem_type", "regression")
-    choose(page, "model.name", "tiny-esm2")
-    set_number(page, "train.learning_rate", -1)
+    choose(page, "Dataset folder", "datasets/syn")
+    choose(page, "Problem type", "regression")
+    choose(page, "Model", "onehot")
+    set_number(page, "Learning rate", -1)
     page.get_by_role("button", name="Preview command").click()
     message = page.get_by_text(
         "Learning rate (train.learning_rate): must be greater than 0, or 'auto' (got -1)"
@@ -93,7 +93,7 @@ def test_a_negative_learning_rate_is_refused_in_words(page, shots: Path) -> None
     expect(page.get_by_text("constrained-float")).to_have_count(0)
     message.evaluate("element => element.scrollIntoView({block: 'center'})")
     page.screenshot(path=shots / "webui-error.png", full_page=False)
-    set_number(page, "train.learning_rate", 0.001)
+    set_number(page, "Learning rate", 0.001)
 
 
 def test_compare_shows_the_recommendation_and_its_reason(page, shots: Path) -> None:
