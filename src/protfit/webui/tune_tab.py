@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from protfit.report.run_dir import read_history, read_summary
-from protfit.webui.jobs import Job, JobRegistry
+from protfit.webui.jobs import JobRegistry
 from protfit.webui.train_tab import USER_ERRORS, TrainTab
 from protfit.webui.workspace import CONFIGS, LR_FIND, SWEEPS, TUNES, Workspace, unique_name
 
@@ -110,15 +110,14 @@ class TuneTab:
     ) -> list[Any]:
         try:
             config = self._base_config(dataset, list(values))
-        except USER_ERRORS as error:
+            folder = f"{LR_FIND}/{Path(config).stem}"
+            argv = ["lr-find", config, "-o", folder, "--start-lr", str(start_lr), "--end-lr", str(end_lr)]
+            argv += ["--num-steps", str(int(steps)), "--rule", rule]
+            log = self.workspace.resolve(f"{CONFIGS}/{Path(config).stem}.log")
+            job = self.jobs.start(Path(config).stem, argv, log, self.workspace.resolve(folder))
+        except USER_ERRORS as error:  # a JobBusy too: one range test at a time
             return [None, f"✗ {error}", gr.Timer(active=False)]
-        folder = f"{LR_FIND}/{Path(config).stem}"
-        argv = ["lr-find", config, "-o", folder, "--start-lr", str(start_lr), "--end-lr", str(end_lr)]
-        argv += ["--num-steps", str(int(steps)), "--rule", rule]
-        log = self.workspace.resolve(f"{CONFIGS}/{Path(config).stem}.log")
-        job_id = Path(config).stem
-        self.jobs.add(job_id, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
-        return [job_id, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
+        return [job.id, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
 
     def lr_tick(self, job_id: str | None) -> list[Any]:
         job = self.jobs.get(job_id)
@@ -183,7 +182,10 @@ class TuneTab:
     def _launch(self, name: str, argv: list[str], folder: str) -> list[Any]:
         """Start ``protfit ARGV`` as a background job writing FOLDER, its log next to the config."""
         log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
-        self.jobs.add(name, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
+        try:
+            self.jobs.start(name, argv, log, self.workspace.resolve(folder))
+        except USER_ERRORS as error:  # a JobBusy: one sweep or tune at a time
+            return [None, f"✗ {error}", gr.Timer(active=False)]
         return [name, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
 
     def sweep_tick(self, job_id: str | None) -> list[Any]:
