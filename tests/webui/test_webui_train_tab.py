@@ -1,8 +1,7 @@
-"""Train tab handlers without a browser: data checks, and concurrent starts never share a run folder."""
+"""Train tab handlers without a browser: data checks (starting runs: test_webui_jobs.py)."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ def form_values(problem_type: str = "single_label_classification") -> list[objec
 def tab(tmp_path: Path) -> train_tab.TrainTab:
     workspace = Workspace(tmp_path / "ws")
     write_synthetic_dataset(workspace.root / "datasets" / "syn", "single_label_classification", 20, 10, 10)
-    return train_tab.TrainTab(workspace, JobRegistry())
+    return train_tab.TrainTab(workspace, JobRegistry(workspace.root))
 
 
 def test_preview_reports_a_bad_residue_with_file_row_and_field(tab: train_tab.TrainTab) -> None:
@@ -43,23 +42,3 @@ def test_preview_shows_sizes_and_checks(tab: train_tab.TrainTab) -> None:
     assert "no sequence is shared between splits" in checks
     assert sizes["sequences"].tolist() == [20, 10, 10]
     assert len(samples) == 5 and lengths is not None and labels is not None
-
-
-def test_two_starts_at_once_get_two_run_folders(tab: train_tab.TrainTab, monkeypatch) -> None:
-    started: list[list[str]] = []
-
-    class FakeJob:
-        def __init__(self, argv, cwd, log, run_dir) -> None:
-            started.append(argv)
-            self.run_dir = run_dir
-
-    monkeypatch.setattr(train_tab, "Job", FakeJob)
-    threads = [threading.Thread(target=tab.start, args=("datasets/syn", *form_values())) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    configs = {argv[1] for argv in started}
-    assert len(configs) == 2
-    names = {(tab.workspace.root / config).read_text().split("name: ")[-1].strip() for config in configs}
-    assert len(names) == 2 and all(name.startswith("webui-") for name in names)

@@ -57,6 +57,7 @@ class CompareTab:
                 f"✗ {done.stderr.strip() or done.stdout.strip()}",
                 None,
                 None,
+                "",
                 hidden,
                 hidden,
                 hidden,

@@ -267,7 +267,7 @@ class JobRegistry:
         self.root = Path(root).resolve()
         (self.root / JOBS).mkdir(parents=True, exist_ok=True)
         self._jobs: dict[str, Job] = {}  # the jobs this process started (they hold the process)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # start() looks the running jobs up while it holds it
 
     def start(self, job_id: str, argv: list[str], log: Path, run_dir: Path) -> Job:
         """Run ``protfit ARGV`` in the workspace, unless a job of the same slot is running (JobBusy)."""

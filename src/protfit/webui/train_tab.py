@@ -185,7 +185,14 @@ class TrainTab:
             run_dir = self.workspace.resolve(f"{RUNS}/{name}")
             job = self.jobs.start(name, ["train", f"{CONFIGS}/{name}.yaml"], log, run_dir)
         except JobBusy as busy:
-            return [busy.job.id, f"✗ {busy}", gr.Timer(active=True), gr.skip(), gr.skip(), gr.update(interactive=False)]
+            return [
+                busy.job.id,
+                f"✗ {busy}",
+                gr.Timer(active=True),
+                gr.skip(),
+                gr.skip(),
+                gr.update(interactive=False),
+            ]
         except USER_ERRORS as error:
             return [gr.skip(), f"✗ {error}", gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=True)]
         return [
@@ -263,7 +270,9 @@ class TrainTab:
         if status == "finished":
             return f"✓ finished in {job.elapsed:.0f} s: `{relative}` ({epochs} epochs)"
         if status == "died":
-            return f"✗ the run's process ended without finishing (was the UI that started it stopped?): {kept}"
+            return (
+                f"✗ the run's process ended without finishing (was the UI that started it stopped?): {kept}"
+            )
         tail = "\n".join(job.lines[-8:])
         return f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```"
 
@@ -301,7 +310,14 @@ class TrainTab:
         the run picker lists the new run once the run has ended."""
         job = self.jobs.get(job_id)
         if job is None:
-            return ["", *self.show_run(None), None, gr.Timer(active=False), gr.update(interactive=True), gr.skip()]
+            return [
+                "",
+                *self.show_run(None),
+                None,
+                gr.Timer(active=False),
+                gr.update(interactive=True),
+                gr.skip(),
+            ]
         state = _folder_state(job.run_dir)
         run_outputs = self.show_run(job.run_dir) if state != shown else [gr.skip()] * 8
         running = job.running
@@ -448,7 +464,9 @@ class TrainTab:
         abort_button.click(self.abort, job_id, message)
         resume_button.click(self.resume, job_id, [job_id, message, timer])
         shown = gr.State(None)
-        timer.tick(self.tick, [job_id, shown], [progress, *run_outputs, shown, timer, start_button, run_picker])
+        timer.tick(
+            self.tick, [job_id, shown], [progress, *run_outputs, shown, timer, start_button, run_picker]
+        )
         self.attach_outputs = [job_id, shown, timer, start_button, dataset, run_picker]  # app.load
         open_button.click(self.open_run, run_picker, [progress, *run_outputs])
         load_button.click(self.load_settings, run_picker, [dataset, message, *form.outputs])
