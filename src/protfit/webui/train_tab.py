@@ -243,10 +243,10 @@ class TrainTab:
             return [busy.job.id, f"✗ {busy}", gr.Timer(active=True)]
         return [new.id, f"resumed: `protfit {command} --resume {relative}`", gr.Timer(active=True)]
 
-    def progress_text(self, job: Job) -> str:
+    def progress_text(self, job: Job, running: bool) -> str:
         relative = self.workspace.relative(job.run_dir)
         epochs = len(read_history(job.run_dir))
-        if job.running:
+        if running:
             progress = job.progress
             overall = progress.overall_percent
             parts = [
@@ -318,12 +318,14 @@ class TrainTab:
                 gr.update(interactive=True),
                 gr.skip(),
             ]
+        # one look at the process for the text and the timer: a run that ends between two looks would
+        # stop the timer on "running"
+        running = job.running
         state = _folder_state(job.run_dir)
         run_outputs = self.show_run(job.run_dir) if state != shown else [gr.skip()] * 8
-        running = job.running
         runs = gr.skip() if running else gr.update(choices=self.workspace.runs())
         return [
-            self.progress_text(job),
+            self.progress_text(job, running),
             *run_outputs,
             state,
             gr.Timer(active=running),

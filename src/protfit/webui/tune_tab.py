@@ -194,7 +194,9 @@ class TuneTab:
             return ["", None, "", "", gr.Timer(active=False)]
         command = job.argv[0]
         relative = self.workspace.relative(job.run_dir)
-        if job.running:
+        # one look at the process: a run that ends between two looks would stop the timer on "running"
+        running = job.running
+        if running:
             status = f"… running — elapsed {job.elapsed:.0f} s · `{relative}`"
         elif job.aborted:
             status = f"■ stopped: finished work is kept; **Resume** continues (`protfit {command} --resume {relative}`)"
@@ -203,11 +205,11 @@ class TuneTab:
         else:
             tail = "\n".join(job.lines[-8:])
             status = f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```"
-        if job.running and job.lines:
+        if running and job.lines:
             status += f"\n\n`{job.lines[-1][:160]}`"
         sweep_dir = job.run_dir / "sweep" if command == "tune" else job.run_dir
         report = tune_report(job.run_dir) if command == "tune" else ""
-        return [status, trials_table(sweep_dir), best_text(sweep_dir), report, gr.Timer(active=job.running)]
+        return [status, trials_table(sweep_dir), best_text(sweep_dir), report, gr.Timer(active=running)]
 
     def abort(self, job_id: str | None) -> str:
         return self.train.abort(job_id, idle="no sweep in progress", stopping="stopping…")
