@@ -138,12 +138,15 @@ def test_a_double_click_starts_one_run_and_both_clicks_follow_it(workspace, slow
     assert f"name: {name}" in started[4]  # the YAML pane
     assert started[5]["interactive"] is False
 
+    write_synthetic_dataset(workspace.root / "datasets" / "later", "regression", 10, 5, 5)
     reloaded = tab.attach()  # a reloaded page, a second tab
     assert reloaded[0] == name and reloaded[3]["interactive"] is False and reloaded[2].active
+    assert "datasets/later" in reloaded[4]["choices"]  # the pickers list what is there now
     assert tab.abort(name).startswith("stopping")
     tab.jobs.get(name).wait(10)
     ticked = tab.tick(name, None)
     assert ticked[0].startswith("■ stopped") and ticked[-2]["interactive"] is True
+    assert ticked[-1]["choices"] == tab.workspace.runs()  # the run picker, once the run has ended
     assert tab.attach()[0] is None
 
 
