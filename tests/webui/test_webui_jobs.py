@@ -19,6 +19,7 @@ from protfit.webui.compare_tab import CompareTab
 from protfit.webui.jobs import JobBusy, JobRegistry
 from protfit.webui.predict_tab import trained_runs
 from protfit.webui.train_tab import TrainTab
+from protfit.webui.tune_tab import TuneTab
 from protfit.webui.workspace import Workspace
 
 
@@ -148,6 +149,17 @@ def test_a_double_click_starts_one_run_and_both_clicks_follow_it(workspace, slow
     assert ticked[0].startswith("■ stopped") and ticked[-2]["interactive"] is True
     assert ticked[-1]["choices"] == tab.workspace.runs()  # the run picker, once the run has ended
     assert tab.attach()[0] is None
+
+
+def test_a_reloaded_tune_tab_follows_the_running_sweep(workspace, slow_protfit) -> None:
+    registry = JobRegistry(workspace.root)
+    tune = TuneTab(workspace, registry, TrainTab(workspace, registry))
+    assert tune.attach()[0::2] == [None, None]
+    job = _start(registry, workspace, "tune-a", command="sweep")
+    lr_job, lr_timer, sweep_job, sweep_timer = tune.attach()
+    assert (lr_job, sweep_job) == (None, "tune-a") and sweep_timer.active and not lr_timer.active
+    assert tune.abort("tune-a") == "stopping…"
+    job.wait(10)
 
 
 def test_predict_lists_runs_sweep_trials_and_tune_runs(workspace) -> None:

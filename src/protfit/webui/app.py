@@ -32,9 +32,8 @@ def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Block
                 train = TrainTab(workspace, jobs)
                 train.render()
             with gr.Tab("LR finder / Tune", id="tune"):
-                TuneTab(workspace, jobs, train).render(
-                    train.inputs, train.form.widgets["train.learning_rate"]
-                )
+                tune = TuneTab(workspace, jobs, train)
+                tune.render(train.inputs, train.form.widgets["train.learning_rate"])
             with gr.Tab("Compare", id="compare") as compare_tab:
                 compare = CompareTab(workspace, train)
                 compare_picker = compare.render(tabs, train.dataset, train.message)
@@ -50,6 +49,7 @@ def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Block
         compare_tab.select(lambda: gr.update(choices=compare.choices()), None, compare_picker)
         jobs_tab.select(panel.refresh, None, jobs_outputs)
         app.load(train.attach, None, train.attach_outputs)
+        app.load(tune.attach, None, tune.attach_outputs)
         app.load(predict.choices, None, predict.run_picker)
         app.load(lambda: gr.update(choices=compare.choices()), None, compare_picker)
     app.protfit_train = train  # for tests: the generated option widgets

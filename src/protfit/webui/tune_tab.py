@@ -211,6 +211,15 @@ class TuneTab:
         report = tune_report(job.run_dir) if command == "tune" else ""
         return [status, trials_table(sweep_dir), best_text(sweep_dir), report, gr.Timer(active=running)]
 
+    def attach(self) -> list[Any]:
+        """On page load: follow the workspace's running range test and sweep/tune, if any;
+        [LR job id, LR timer, sweep job id, sweep timer]."""
+        outputs: list[Any] = []
+        for slot in ("lr-find", "sweep"):
+            running = self.jobs.running(slot)
+            outputs += [running[0].id, gr.Timer(active=True)] if running else [None, gr.Timer(active=False)]
+        return outputs
+
     def abort(self, job_id: str | None) -> str:
         return self.train.abort(job_id, idle="no sweep in progress", stopping="stopping…")
 
@@ -256,6 +265,7 @@ class TuneTab:
             report = gr.Markdown()
         lr_job, sweep_job = gr.State(None), gr.State(None)
         lr_timer, sweep_timer = gr.Timer(1.0, active=False), gr.Timer(2.0, active=False)
+        self.attach_outputs = [lr_job, lr_timer, sweep_job, sweep_timer]  # app.load
 
         lr_button.click(
             self.start_lr_find,
