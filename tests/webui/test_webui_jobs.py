@@ -132,7 +132,8 @@ def test_a_double_click_starts_one_run_and_both_clicks_follow_it(workspace, slow
         thread.join()
     assert len(list((workspace.root / "jobs").glob("*.json"))) == 1
     assert answers[0][0] == answers[1][0]  # the refused click follows the started run
-    assert sorted(str(answer[1])[:1] for answer in answers) == ["s", "✗"]
+    assert sorted(str(answer[1]).split()[0] for answer in answers) == ["`protfit", "started"]
+    assert any("is already running" in str(answer[1]) for answer in answers)
     started = next(answer for answer in answers if str(answer[1]).startswith("started"))
     name = started[0]
     assert f"protfit train configs/{name}.yaml" in started[3]  # the command pane: the config started

@@ -51,7 +51,7 @@ class JobBusy(ValueError):
 
     def __init__(self, job: Job) -> None:
         super().__init__(
-            f"`protfit {' '.join(job.argv)}` is still running (`{job.record['run_dir']}`): "
+            f"`protfit {' '.join(job.argv)}` is already running (`{job.record['run_dir']}`): "
             "abort it or wait until it ends"
         )
         self.job = job

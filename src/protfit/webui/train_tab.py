@@ -185,9 +185,9 @@ class TrainTab:
             run_dir = self.workspace.resolve(f"{RUNS}/{name}")
             job = self.jobs.start(name, ["train", f"{CONFIGS}/{name}.yaml"], log, run_dir)
         except JobBusy as busy:
-            return [
+            return [  # a double click, or a run started in another tab: this tab follows that run
                 busy.job.id,
-                f"✗ {busy}",
+                f"{busy}; this page shows its progress",
                 gr.Timer(active=True),
                 gr.skip(),
                 gr.skip(),
