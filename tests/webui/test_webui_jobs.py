@@ -115,6 +115,7 @@ def test_a_job_whose_process_is_gone_is_judged_from_its_folder(workspace) -> Non
         }
         (workspace.root / "jobs" / f"{name}.json").write_text(json.dumps(record))
     assert registry.running() == []
+    assert registry.get("../jobs/webui-died") is None  # a crafted name from the browser
     assert registry.get("webui-died").status == "died"
     assert registry.get("webui-done").status == "finished"
 

@@ -35,6 +35,7 @@ DONE_FILES = {"train": "summary.json", "lr-find": "lr_find.json", "sweep": "best
 # commands that share one "slot": the UI runs one job per slot at a time (one GPU; a double click on
 # Start must not launch a second run)
 SLOTS = {"train": "train", "lr-find": "lr-find", "sweep": "sweep", "tune": "sweep"}
+_JOB_ID = re.compile(r"[A-Za-z0-9][\w-]*")  # unique_name(): prefix-timestamp-random
 _LOG_TAIL = 65536  # bytes of the log read for progress: the last bar and ~200 lines fit
 
 # A tqdm line: "epoch 1/2 train:  33%|███▎      | 1/3 [00:01<00:02,  3.56it/s, loss=1.0641, lr=3.00e-03, step=1]"
@@ -184,7 +185,11 @@ class Job:
         with self._lock:
             if self.record["status"] != "running" or self.running:
                 return
-            self.record["finished"] = self.record.get("finished") or time.time()
+            # a process found gone later ended no later than its last output
+            last_output = (
+                self.log_path.stat().st_mtime if self.process is None and self.log_path.is_file() else None
+            )
+            self.record["finished"] = self.record.get("finished") or last_output or time.time()
             # an Abort pressed in another UI process is only in the file
             self.record["aborted"] = self.aborted or bool(self._on_disk().get("aborted"))
             if self.process is not None:
@@ -304,7 +309,7 @@ class JobRegistry:
         return job
 
     def get(self, job_id: str | None) -> Job | None:
-        if not job_id:
+        if not job_id or not _JOB_ID.fullmatch(job_id):  # a name from the browser never leaves jobs/
             return None
         with self._lock:
             if job_id in self._jobs:
