@@ -247,9 +247,9 @@ def test_inputs_outside_the_training_data_get_a_note(gb1_run, tmp_path):
     variant = GB1[:10] + "A" + GB1[11:]
     table = load(gb1_run).predict(["MKV", long_protein, variant])
     notes = table["domain_note"].tolist()
-    assert "length 3 outside the training lengths (56)" in notes[0]
-    assert "length 600 outside the training lengths (56)" in notes[1]
-    assert "residue composition unlike the training data" in notes[1]
+    assert "length 3 outside training lengths 56" in notes[0]
+    assert "length 600 outside training lengths 56" in notes[1]
+    assert "composition unlike training" in notes[1]
     assert notes[2] == ""  # a single substitution of the training protein is inside
 
     fasta = tmp_path / "inputs.fasta"

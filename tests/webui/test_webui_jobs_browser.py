@@ -2,12 +2,14 @@
 disabled while it runs, a reloaded page and a second page follow the run and can abort it; Predict
 lists a sweep trial trained after the page was opened and notes inputs outside the training data.
 
-Its own app server and workspace (module scope); the helpers are those of test_webui_browser.py.
+Its own app server and workspace (module scope); the helpers are those of test_webui_browser.py, the
+screenshots go to the same $PROTFIT_SCREENSHOT_DIR.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +55,13 @@ def browser(server) -> Iterator[object]:
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("PROTFIT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _open(browser, url: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(30_000)
@@ -61,7 +70,7 @@ def _open(browser, url: str):
     return page
 
 
-def test_double_click_reload_and_second_page_follow_one_run(browser, server) -> None:
+def test_double_click_reload_and_second_page_follow_one_run(browser, server, shots: Path) -> None:
     url, root = server
     page = _open(browser, url)
     choose(page, "dataset folder", "datasets/syn")
@@ -95,11 +104,14 @@ def test_double_click_reload_and_second_page_follow_one_run(browser, server) -> 
     second.get_by_role("tab", name="Jobs").click()
     expect(second.get_by_text("aborted").filter(visible=True).first).to_be_visible()
     expect(second.get_by_text(f"runs/{name}").filter(visible=True).first).to_be_visible()
+    second.screenshot(path=shots / "webui-jobs.png", full_page=False)
     second.close()
     page.close()
 
 
-def test_predict_lists_a_sweep_trial_and_notes_inputs_outside_the_training_data(browser, server) -> None:
+def test_predict_lists_a_sweep_trial_and_notes_inputs_outside_the_training_data(
+    browser, server, shots: Path
+) -> None:
     url, root = server
     page = _open(browser, url)
     raw = {  # a sweep trial written after the page was opened: the picker lists it when the tab opens
@@ -117,6 +129,7 @@ def test_predict_lists_a_sweep_trial_and_notes_inputs_outside_the_training_data(
     expect(page.get_by_text("✓ 2 predictions")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("2 of 2 sequences lie outside the training data")).to_be_visible()
     # gradio keeps hidden copies of table cells in the page
-    note = page.get_by_text(re.compile(r"length 3 outside the training lengths")).filter(visible=True)
+    note = page.get_by_text(re.compile(r"length 3 outside training lengths")).filter(visible=True)
     expect(note.first).to_be_visible()
+    page.screenshot(path=shots / "webui-predict-domain.png", full_page=False)
     page.close()

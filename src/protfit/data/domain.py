@@ -54,11 +54,11 @@ def domain_note(sequence: str, domain: dict[str, Any]) -> str:
     low, high = domain["min_length"], domain["max_length"]
     if not low <= len(sequence) <= high:
         span = f"{low}" if low == high else f"{low}–{high}"
-        notes.append(f"length {len(sequence)} outside the training lengths ({span})")
+        notes.append(f"length {len(sequence)} outside training lengths {span}")
     frequencies = domain["residue_frequencies"]
     unseen = sorted(set(sequence) - set(frequencies))
     if unseen:
-        notes.append(f"residues never seen in training: {', '.join(unseen)}")
+        notes.append(f"residues not in training: {''.join(unseen)}")
     alphabet = sorted(frequencies)
     mean = np.array([frequencies[residue] for residue in alphabet])
     # residues outside the training alphabet count as differences too: the composition is over the sequence
@@ -67,10 +67,8 @@ def domain_note(sequence: str, domain: dict[str, Any]) -> str:
     ) / max(len(sequence), 1)
     threshold = domain["composition_distance_threshold"]
     if distance > threshold:
-        notes.append(
-            f"residue composition unlike the training data (distance {distance:.2f} from the training "
-            f"mean; {DISTANCE_QUANTILE:.0%} of training sequences are within {threshold:.2f})"
-        )
+        # the threshold: DISTANCE_QUANTILE of the training sequences are at most this far from the mean
+        notes.append(f"composition unlike training (distance {distance:.2f} > {threshold:.2f})")
     return "; ".join(notes)
 
 

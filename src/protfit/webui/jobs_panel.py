@@ -23,7 +23,6 @@ class JobsPanel:
         for job in self.jobs.all()[:_SHOWN]:
             rows.append(
                 {
-                    "job": job.id,
                     "command": "protfit " + " ".join(job.argv),
                     "folder": job.record["run_dir"],
                     "status": job.status,
@@ -31,7 +30,7 @@ class JobsPanel:
                     "elapsed (s)": round(job.elapsed),
                 }
             )
-        return pd.DataFrame(rows, columns=["job", "command", "folder", "status", "started", "elapsed (s)"])
+        return pd.DataFrame(rows, columns=["command", "folder", "status", "started", "elapsed (s)"])
 
     def refresh(self) -> list[Any]:
         """[table, running-job picker]."""
