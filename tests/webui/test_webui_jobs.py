@@ -132,6 +132,7 @@ def test_a_double_click_starts_one_run_and_both_clicks_follow_it(workspace, slow
     for thread in threads:
         thread.join()
     assert len(list((workspace.root / "jobs").glob("*.json"))) == 1
+    assert len(list((workspace.root / "configs").glob("*.yaml"))) == 1  # none left by the refused one
     assert answers[0][0] == answers[1][0]  # the refused click follows the started run
     assert sorted(str(answer[1]).split()[0] for answer in answers) == ["`protfit", "started"]
     assert any("is already running" in str(answer[1]) for answer in answers)

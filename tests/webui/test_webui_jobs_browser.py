@@ -83,7 +83,7 @@ def test_double_click_reload_and_second_page_follow_one_run(browser, server, sho
     start.dblclick()
     expect(start).to_be_disabled()
     expect(page.get_by_text("… running")).to_be_visible(timeout=60_000)
-    [record] = list((root / "jobs").glob("*.json"))
+    [record] = list((root / "jobs").glob("[!.]*.json"))
     name = json.loads(record.read_text())["id"]
     assert [path.name for path in (root / "configs").glob("*.yaml")] == [f"{name}.yaml"]
     expect(page.get_by_text(f"protfit train configs/{name}.yaml").first).to_be_visible()  # command pane

@@ -180,11 +180,12 @@ class TrainTab:
         name = unique_name("webui")
         try:
             raw = self.raw_config(dataset, list(values), name)
-            self.write_config(raw, name)
+            config = self.write_config(raw, name)
             log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
             run_dir = self.workspace.resolve(f"{RUNS}/{name}")
             job = self.jobs.start(name, ["train", f"{CONFIGS}/{name}.yaml"], log, run_dir)
         except JobBusy as busy:
+            config.unlink()  # nothing was started from it
             return [  # a double click, or a run started in another tab: this tab follows that run
                 busy.job.id,
                 f"{busy}; this page shows its progress",
