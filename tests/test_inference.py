@@ -205,3 +205,70 @@ def test_cli_predict_shows_a_progress_bar(trained_runs, tmp_path, capsys):
     run_dir, data = trained_runs["regression"]
     assert main(["predict", str(run_dir), str(data / "test.csv"), "-o", str(tmp_path / "p.csv")]) == 0
     assert "predict" in capsys.readouterr().err  # tqdm writes stage, percent, elapsed and ETA to stderr
+
+
+GB1 = "MQYKLILNGKTLKGETTTEAVDAATAEKVFKQYANDNGVDGEWTYDDATKTFTVTE"
+
+
+def _gb1_variants(count: int, seed: int) -> list[str]:
+    """Equal-length variants of GB1 with one to three substitutions each."""
+    rng = np.random.default_rng(seed)
+    residues = list("ACDEFGHIKLMNPQRSTVWY")
+    variants = []
+    for _ in range(count):
+        sequence = list(GB1)
+        for position in rng.choice(len(GB1), size=rng.integers(1, 4), replace=False):
+            sequence[position] = rng.choice(residues)
+        variants.append("".join(sequence))
+    return variants
+
+
+@pytest.fixture(scope="module")
+def gb1_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gb1")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 60), ("validation", 20), ("test", 20)):
+        sequences = _gb1_variants(count, seed={"train": 1, "validation": 2, "test": 3}[split])
+        pd.DataFrame({"aa_seq": sequences, "label": rng.normal(size=count)}).to_csv(
+            root / f"{split}.csv", index=False
+        )
+    raw = {
+        "data": {"path": str(root), "problem_type": "regression", "batch_size": 16},
+        "model": {"name": "onehot", "method": "full"},
+        "train": {"epochs": 1, "progress": False},
+        "evaluation": {"bootstrap": {"resamples": 10}},
+        "output": {"dir": str(root / "runs"), "name": "gb1"},
+    }
+    return protfit.train(build_config(raw)).run_dir
+
+
+def test_inputs_outside_the_training_data_get_a_note(gb1_run, tmp_path):
+    long_protein = "".join(np.random.default_rng(5).choice(list("ACDEFGHIKLMNPQRSTVWY"), size=600))
+    variant = GB1[:10] + "A" + GB1[11:]
+    table = load(gb1_run).predict(["MKV", long_protein, variant])
+    notes = table["domain_note"].tolist()
+    assert "length 3 outside training lengths 56" in notes[0]
+    assert "length 600 outside training lengths 56" in notes[1]
+    assert "composition unlike training" in notes[1]
+    assert notes[2] == ""  # a single substitution of the training protein is inside
+
+    fasta = tmp_path / "inputs.fasta"
+    fasta.write_text(f">short\nMKV\n>variant\n{variant}\n")
+    assert main(["predict", str(gb1_run), str(fasta), "-o", str(tmp_path / "out.csv")]) == 0
+    written = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert written["domain_note"].tolist()[0].startswith("length 3 outside")
+    assert written["domain_note"].tolist()[1] == ""
+
+
+def test_a_run_without_training_statistics_predicts_without_a_note(gb1_run, tmp_path, caplog):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(gb1_run, old)
+    meta = json.loads((old / "model_meta.json").read_text())
+    del meta["training_domain"]
+    (old / "model_meta.json").write_text(json.dumps(meta))
+    with caplog.at_level("INFO", logger="protfit"):
+        table = load(old).predict(["MKV"])
+    assert "domain_note" not in table.columns
+    assert "no domain note" in caplog.text

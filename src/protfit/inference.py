@@ -7,6 +7,7 @@ length-bucketed batching as in training, so predictions equal the run's own test
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 
 from protfit.config import RunConfig, load_config
 from protfit.data.batching import EncodedDataset, ProteinCollator, build_dataloader
+from protfit.data.domain import domain_notes
 from protfit.data.loading import read_sequences, validate_sequences
 from protfit.data.validation import VALIDATED
 from protfit.metrics import targets_from_frame
@@ -41,6 +43,8 @@ from protfit.training.evaluation import (
 )
 from protfit.training.setup import build_accelerator
 
+logger = logging.getLogger("protfit")
+
 
 @dataclass
 class TrainedModel:
@@ -54,6 +58,8 @@ class TrainedModel:
     checkpoint_epoch: int | None = None  # None: a checkpoint saved before epochs were recorded
     # model.extra_features: how training computed each (reference, scoring model), from model_meta.json
     extra_feature_states: dict[str, Any] | None = None
+    # the training split's lengths and composition (model_meta.json); None for runs older than it
+    training_domain: dict[str, Any] | None = None
 
     @property
     def problem_type(self) -> str:
@@ -119,18 +125,28 @@ class TrainedModel:
         output_csv: str | Path | None = None,
         progress: bool = False,
     ) -> pd.DataFrame:
-        """Predicted label / class probabilities / multi-label scores / value, one row per sequence."""
+        """Predicted label / class probabilities / multi-label scores / value, one row per sequence,
+        and ``domain_note``: why a sequence lies outside the training data (empty when it does not)."""
         frame = self._validated(sequences)
         outputs = self.outputs(frame, progress="predict" if progress else None)
-        path = Path(output_csv) if output_csv is not None else None
         table = write_predictions(
-            path,
+            None,
             frame,
             outputs,
             self.problem_type,
             self.label_names,
             self.config.evaluation.multi_label_threshold,
         )
+        if self.training_domain is not None:
+            table["domain_note"] = domain_notes(frame["aa_seq"].tolist(), self.training_domain)
+        else:
+            logger.info(
+                "%s records no training-data statistics (trained before protfit noted inputs outside "
+                "the training data): predictions carry no domain note",
+                self.run_dir,
+            )
+        if output_csv is not None:
+            table.to_csv(output_csv, index=False)
         return table
 
     @torch.no_grad()
@@ -240,6 +256,7 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> TrainedModel:
         checkpoint=checkpoint,
         checkpoint_epoch=epoch,
         extra_feature_states=meta.get("extra_features"),
+        training_domain=meta.get("training_domain"),
     )
 
 

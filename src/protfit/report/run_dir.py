@@ -6,7 +6,8 @@ RUN_DIR/
                          device)
   run.lock               present while a process writes the run (pid + host; see RunLock)
   config.yaml            resolved config; `protfit train RUN_DIR/config.yaml` re-runs it
-  model_meta.json        what prediction needs: labels, target scaling, backbone family
+  model_meta.json        what prediction needs: labels, target scaling, backbone family, and the
+                         train split's lengths and composition (training_domain: out-of-domain notes)
   model_stats.json       parameter counts (total / trainable / per component)
   data_report.json       truncation, residues mapped to X, sequences shared between splits
   history.csv/.jsonl     one row per epoch (train loss, val loss, val metrics, lr, time)

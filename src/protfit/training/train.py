@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from protfit.config import ConfigError, RunConfig, apply_overrides, build_config, load_config, save_config
+from protfit.data.domain import training_domain
 from protfit.data.loading import DatasetSplits
 from protfit.metrics import targets_from_frame
 from protfit.models.methods import format_model_statistics
@@ -292,6 +293,8 @@ def write_run_files(parts: RunParts, run_dir: Path) -> None:
             "plugin_modules": plugin_modules(),
             "extra_features": parts.extra_feature_states,
             "trainable_overrides": parts.trainable_overrides,
+            # what predictions are compared with to note inputs outside the training data
+            "training_domain": training_domain(splits.train.frame["aa_seq"].tolist()),
         },
     )
     write_json(run_dir / "model_stats.json", parts.stats)

@@ -11,6 +11,7 @@ import gradio as gr
 
 from protfit.webui.compare_tab import CompareTab
 from protfit.webui.jobs import JobRegistry
+from protfit.webui.jobs_panel import JobsPanel
 from protfit.webui.predict_tab import PredictTab
 from protfit.webui.train_tab import TrainTab
 from protfit.webui.tune_tab import TuneTab
@@ -21,7 +22,7 @@ LOOPBACK = "127.0.0.1"
 
 
 def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Blocks:
-    jobs = jobs or JobRegistry()
+    jobs = jobs or JobRegistry(workspace.root)
     with gr.Blocks(title="protfit", analytics_enabled=False) as app:
         gr.Markdown(
             "# protfit\nFine-tune protein language models: every button runs the `protfit` command shown."
@@ -31,17 +32,26 @@ def build_app(workspace: Workspace, jobs: JobRegistry | None = None) -> gr.Block
                 train = TrainTab(workspace, jobs)
                 train.render()
             with gr.Tab("LR finder / Tune", id="tune"):
-                TuneTab(workspace, jobs, train).render(
-                    train.inputs, train.form.widgets["train.learning_rate"]
-                )
+                tune = TuneTab(workspace, jobs, train)
+                tune.render(train.inputs, train.form.widgets["train.learning_rate"])
             with gr.Tab("Compare", id="compare") as compare_tab:
                 compare = CompareTab(workspace, train)
                 compare_picker = compare.render(tabs, train.dataset, train.message)
             with gr.Tab("Predict", id="predict") as predict_tab:
                 predict = PredictTab(workspace)
                 predict.render()
-        predict_tab.select(lambda: gr.update(choices=workspace.runs(finished=True)), None, predict.run_picker)
+            with gr.Tab("Jobs", id="jobs") as jobs_tab:
+                panel = JobsPanel(jobs)
+                jobs_outputs = panel.render()
+        # pickers list what the workspace holds now (runs finished since, CLI runs), and a reloaded
+        # page follows the running training
+        predict_tab.select(predict.choices, None, predict.run_picker)
         compare_tab.select(lambda: gr.update(choices=compare.choices()), None, compare_picker)
+        jobs_tab.select(panel.refresh, None, jobs_outputs)
+        app.load(train.attach, None, train.attach_outputs)
+        app.load(tune.attach, None, tune.attach_outputs)
+        app.load(predict.choices, None, predict.run_picker)
+        app.load(lambda: gr.update(choices=compare.choices()), None, compare_picker)
     app.protfit_train = train  # for tests: the generated option widgets
     app.protfit_jobs = jobs
     return app

@@ -13,9 +13,45 @@ import gradio as gr
 
 from protfit.config import ConfigError
 from protfit.data.errors import DataError
-from protfit.webui.workspace import PREDICTIONS, Workspace, WorkspaceError
+from protfit.webui.workspace import PREDICTIONS, RUNS, SWEEPS, TUNES, Workspace, WorkspaceError
 
 USER_ERRORS = (ConfigError, DataError, WorkspaceError, FileNotFoundError, ValueError, RuntimeError)
+
+
+# sweeps/S/trials/trial-0007[/seed-1], tunes/T/{untuned, sweep/trials/trial-0007, confirm/NAME/seed-1}
+_MAX_DEPTH = 6
+
+
+def trained_runs(workspace: Workspace) -> list[str]:
+    """Every run folder with a best checkpoint in runs/, sweeps/ and tunes/ (trials, a tune's untuned
+    and confirmation runs), newest first."""
+    found = []
+    for parent in (RUNS, SWEEPS, TUNES):
+        for best in (workspace.root / parent).glob("**/checkpoints/best"):
+            folder = best.parent.parent
+            if (
+                len(folder.relative_to(workspace.root).parts) > _MAX_DEPTH
+                or not (folder / "config.yaml").is_file()
+            ):
+                continue
+            try:
+                found.append((folder.stat().st_mtime, workspace.relative(folder)))
+            except WorkspaceError:  # a symlink pointing out of the workspace
+                continue
+    return [name for _, name in sorted(found, reverse=True)]
+
+
+def domain_message(table: Any) -> str:
+    """The out-of-domain count under the table (the reasons are in its domain_note column)."""
+    if "domain_note" not in table:
+        return "\n\nThis run records no training-data statistics (trained before protfit noted them): no out-of-domain check."
+    outside = int((table["domain_note"] != "").sum())
+    if not outside:
+        return "\n\nEvery sequence lies within the training data's lengths and residue composition."
+    return (
+        f"\n\n⚠ **{outside} of {len(table)} sequences lie outside the training data** (see `domain_note`): "
+        "their predictions are extrapolations."
+    )
 
 
 def pasted_to_fasta(text: str) -> str:
@@ -68,14 +104,18 @@ class PredictTab:
         except USER_ERRORS as error:
             return [f"✗ protfit predict: error: {error}", None, hidden]
         message = f"✓ {len(table)} predictions from `{self.workspace.relative(run_dir)}`, written to `{self.workspace.relative(output)}`"
+        message += domain_message(table)
         return [message, table.round(4), gr.update(value=str(output), visible=True)]
+
+    def choices(self) -> dict[str, Any]:
+        return gr.update(choices=trained_runs(self.workspace))
 
     def render(self) -> None:
         with gr.Row():
             run = gr.Dropdown(
-                choices=self.workspace.runs(finished=True),
+                choices=trained_runs(self.workspace),
                 label="run",
-                info="a trained run folder in the workspace (UI and CLI runs)",
+                info="a trained run folder in the workspace: runs, sweep trials, a tune's runs (UI and CLI)",
                 allow_custom_value=True,
                 scale=3,
             )
@@ -92,6 +132,6 @@ class PredictTab:
         message = gr.Markdown()
         table = gr.Dataframe(label="predictions", interactive=False)
         download = gr.DownloadButton("Download predictions CSV", visible=False)
-        refresh.click(lambda: gr.update(choices=self.workspace.runs(finished=True)), None, run, queue=False)
+        refresh.click(self.choices, None, run, queue=False)
         button.click(self.predict, [run, text, upload], [message, table, download])
         self.run_picker = run

@@ -16,7 +16,7 @@ from protfit.data.errors import DataError
 from protfit.data.problem_type import guess_problem_type
 from protfit.report.run_dir import read_history
 from protfit.webui import catalog, data_step, messages, results, schema
-from protfit.webui.jobs import Job, JobRegistry
+from protfit.webui.jobs import Job, JobBusy, JobRegistry
 from protfit.webui.options import COMMON, OptionForm
 from protfit.webui.workspace import CONFIGS, RUNS, Workspace, WorkspaceError, unique_name
 
@@ -144,20 +144,51 @@ class TrainTab:
         ]
 
     def start(self, dataset: str | None, *values: Any) -> list[Any]:
+        """[job id, message, timer, command, config YAML, Start button]: the panes show what was started.
+        While a run is going (a second click, another tab) nothing starts: the tab follows that run."""
         name = unique_name("webui")
         try:
             raw = self.raw_config(dataset, list(values), name)
+            config = self.write_config(raw, name)
+            log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
+            run_dir = self.workspace.resolve(f"{RUNS}/{name}")
+            job = self.jobs.start(name, ["train", f"{CONFIGS}/{name}.yaml"], log, run_dir)
+        except JobBusy as busy:
+            config.unlink()  # nothing was started from it
+            return [  # a double click, or a run started in another tab: this tab follows that run
+                busy.job.id,
+                f"{busy}; this page shows its progress",
+                gr.Timer(active=True),
+                gr.skip(),
+                gr.skip(),
+                gr.update(interactive=False),
+            ]
         except USER_ERRORS as error:
-            return [None, messages.describe_error(error), gr.Timer(active=False)]
-        self.write_config(raw, name)
-        run_dir = self.workspace.resolve(f"{RUNS}/{name}")
-        log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
-        self.jobs.add(name, Job(["train", f"{CONFIGS}/{name}.yaml"], self.workspace.root, log, run_dir))
+            return [
+                gr.skip(),
+                messages.describe_error(error),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.update(interactive=True),
+            ]
         return [
-            name,
+            job.id,
             f"started `protfit train {CONFIGS}/{name}.yaml` → `{RUNS}/{name}`",
             gr.Timer(active=True),
+            f"cd {self.workspace.root}\nprotfit train {CONFIGS}/{name}.yaml",
+            yaml.safe_dump(raw, sort_keys=False),
+            gr.update(interactive=False),
         ]
+
+    def attach(self) -> list[Any]:
+        """On page load: follow the workspace's running training, if any (a reload, a second tab, a
+        restarted UI); [job id, shown state, timer, Start button, dataset picker, run picker]."""
+        running = self.jobs.running("train")
+        pickers = [gr.update(choices=self.workspace.datasets()), gr.update(choices=self.workspace.runs())]
+        if not running:
+            return [None, None, gr.Timer(active=False), gr.update(interactive=True), *pickers]
+        return [running[0].id, None, gr.Timer(active=True), gr.update(interactive=False), *pickers]
 
     def abort(
         self,
@@ -167,9 +198,8 @@ class TrainTab:
     ) -> str:
         """Stop the job (SIGTERM: it saves what it finished); the tune tab passes its own wording."""
         job = self.jobs.get(job_id)
-        if job is None or not job.running:
+        if job is None or not job.abort():
             return idle
-        job.abort()
         return stopping
 
     def resume(
@@ -179,19 +209,21 @@ class TrainTab:
     ) -> list[Any]:
         """``protfit <the job's command> --resume <its folder>`` as a new job (train, sweep or tune)."""
         job = self.jobs.get(job_id)
-        if job is None or job.running or job.run_dir is None:
+        if job is None or job.running:
             return [job_id, nothing, gr.Timer()]
         relative = self.workspace.relative(job.run_dir)
-        new_id = unique_name("resume")
-        command = job.argv[0]
+        command = job.command
         log = self.workspace.resolve(f"{CONFIGS}/{job.run_dir.name}.log")
-        self.jobs.add(new_id, Job([command, "--resume", relative], self.workspace.root, log, job.run_dir))
-        return [new_id, f"resumed: `protfit {command} --resume {relative}`", gr.Timer(active=True)]
+        try:
+            new = self.jobs.start(unique_name("resume"), [command, "--resume", relative], log, job.run_dir)
+        except JobBusy as busy:
+            return [busy.job.id, f"✗ {busy}", gr.Timer(active=True)]
+        return [new.id, f"resumed: `protfit {command} --resume {relative}`", gr.Timer(active=True)]
 
-    def progress_text(self, job: Job) -> str:
-        relative = self.workspace.relative(job.run_dir) if job.run_dir else "?"
-        epochs = len(read_history(job.run_dir)) if job.run_dir else 0
-        if job.running:
+    def progress_text(self, job: Job, running: bool) -> str:
+        relative = self.workspace.relative(job.run_dir)
+        epochs = len(read_history(job.run_dir))
+        if running:
             progress = job.progress
             overall = progress.overall_percent
             parts = [
@@ -203,16 +235,21 @@ class TrainTab:
                 f"completed epochs: {epochs}",
             ]
             return "… running — " + " · ".join(part for part in parts if part)
-        if job.aborted:
-            kept = (
-                f"{epochs} completed epoch{'s' if epochs != 1 else ''} kept in `{relative}`; **Resume** continues "
-                f"it (`protfit train --resume {relative}`)"
-                if epochs
-                else "no epoch had completed, nothing kept"
-            )
+        status = job.status
+        kept = (
+            f"{epochs} completed epoch{'s' if epochs != 1 else ''} kept in `{relative}`; **Resume** continues "
+            f"it (`protfit train --resume {relative}`)"
+            if epochs
+            else "no epoch had completed, nothing kept"
+        )
+        if status == "aborted":
             return f"■ stopped after {job.elapsed:.0f} s: {kept}"
-        if job.returncode == 0:
+        if status == "finished":
             return f"✓ finished in {job.elapsed:.0f} s: `{relative}` ({epochs} epochs)"
+        if status == "died":
+            return (
+                f"✗ the run's process ended without finishing (was the UI that started it stopped?): {kept}"
+            )
         tail = "\n".join(job.lines[-8:])
         return f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```"
 
@@ -239,13 +276,32 @@ class TrainTab:
 
     def tick(self, job_id: str | None, shown: str | None) -> list[Any]:
         """Progress every second; plots and tables only when the run folder changed (a new epoch, the
-        results), so a long run does not redraw its figures every second."""
+        results), so a long run does not redraw its figures every second. Start is usable again and
+        the run picker lists the new run once the run has ended."""
         job = self.jobs.get(job_id)
         if job is None:
-            return ["", *self.show_run(None), None, gr.Timer(active=False)]
+            return [
+                "",
+                *self.show_run(None),
+                None,
+                gr.Timer(active=False),
+                gr.update(interactive=True),
+                gr.skip(),
+            ]
+        # one look at the process for the text and the timer: a run that ends between two looks would
+        # stop the timer on "running"
+        running = job.running
         state = _folder_state(job.run_dir)
         run_outputs = self.show_run(job.run_dir) if state != shown else [gr.skip()] * 8
-        return [self.progress_text(job), *run_outputs, state, gr.Timer(active=job.running)]
+        runs = gr.skip() if running else gr.update(choices=self.workspace.runs())
+        return [
+            self.progress_text(job, running),
+            *run_outputs,
+            state,
+            gr.Timer(active=running),
+            gr.update(interactive=not running),
+            runs,
+        ]
 
     def open_run(self, run: str | None) -> list[Any]:
         try:
@@ -421,11 +477,17 @@ class TrainTab:
         command_button.click(
             self.preview_command, inputs, [message, command, config_yaml, yaml_download], preprocess=False
         )
-        start_button.click(self.start, inputs, [job_id, message, timer], preprocess=False)
+        # Start is disabled in the browser at once; the registry refuses a second run on the server
+        start_button.click(lambda: gr.update(interactive=False), None, start_button, queue=False).then(
+            self.start, inputs, [job_id, message, timer, command, config_yaml, start_button], preprocess=False
+        )
         abort_button.click(self.abort, job_id, message)
         resume_button.click(self.resume, job_id, [job_id, message, timer])
         shown = gr.State(None)
-        timer.tick(self.tick, [job_id, shown], [progress, *run_outputs, shown, timer])
+        timer.tick(
+            self.tick, [job_id, shown], [progress, *run_outputs, shown, timer, start_button, run_picker]
+        )
+        self.attach_outputs = [job_id, shown, timer, start_button, dataset, run_picker]  # app.load
         open_button.click(self.open_run, run_picker, [progress, *run_outputs])
         load_button.click(self.load_settings, run_picker, [dataset, message, *form.outputs])
         form.wire_visibility()

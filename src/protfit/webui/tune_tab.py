@@ -14,7 +14,7 @@ import pandas as pd
 from protfit.report.compare import format_value
 from protfit.report.run_dir import read_history, read_summary
 from protfit.webui import messages
-from protfit.webui.jobs import Job, JobRegistry
+from protfit.webui.jobs import JobRegistry
 from protfit.webui.tables import markdown_table, rounded
 from protfit.webui.train_tab import USER_ERRORS, TrainTab
 from protfit.webui.workspace import CONFIGS, LR_FIND, SWEEPS, TUNES, Workspace, unique_name
@@ -156,15 +156,14 @@ class TuneTab:
                 )
             count = whole_number(steps, "Steps", 2)
             config = self._base_config(dataset, list(values))
-        except USER_ERRORS as error:
+            folder = f"{LR_FIND}/{Path(config).stem}"
+            argv = ["lr-find", config, "-o", folder, "--start-lr", str(start_lr), "--end-lr", str(end_lr)]
+            argv += ["--num-steps", str(count), "--rule", rule]
+            log = self.workspace.resolve(f"{CONFIGS}/{Path(config).stem}.log")
+            job = self.jobs.start(Path(config).stem, argv, log, self.workspace.resolve(folder))
+        except USER_ERRORS as error:  # a JobBusy too: one range test at a time
             return [None, messages.describe_error(error), gr.Timer(active=False)]
-        folder = f"{LR_FIND}/{Path(config).stem}"
-        argv = ["lr-find", config, "-o", folder, "--start-lr", str(start_lr), "--end-lr", str(end_lr)]
-        argv += ["--num-steps", str(count), "--rule", rule]
-        log = self.workspace.resolve(f"{CONFIGS}/{Path(config).stem}.log")
-        job_id = Path(config).stem
-        self.jobs.add(job_id, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
-        return [job_id, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
+        return [job.id, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
 
     def lr_tick(self, job_id: str | None) -> list[Any]:
         job = self.jobs.get(job_id)
@@ -231,7 +230,10 @@ class TuneTab:
     def _launch(self, name: str, argv: list[str], folder: str) -> list[Any]:
         """Start ``protfit ARGV`` as a background job writing FOLDER, its log next to the config."""
         log = self.workspace.resolve(f"{CONFIGS}/{name}.log")
-        self.jobs.add(name, Job(argv, self.workspace.root, log, self.workspace.resolve(folder)))
+        try:
+            self.jobs.start(name, argv, log, self.workspace.resolve(folder))
+        except USER_ERRORS as error:  # a JobBusy: one sweep or tune at a time
+            return [None, messages.describe_error(error), gr.Timer(active=False)]
         return [name, f"started `protfit {' '.join(argv)}`", gr.Timer(active=True)]
 
     def sweep_tick(self, job_id: str | None) -> list[Any]:
@@ -240,7 +242,9 @@ class TuneTab:
             return ["", None, "", "", gr.update(visible=False), gr.Timer(active=False)]
         command = job.argv[0]
         relative = self.workspace.relative(job.run_dir)
-        if job.running:
+        # one look at the process: a run that ends between two looks would stop the timer on "running"
+        running = job.running
+        if running:
             status = f"… running — elapsed {job.elapsed:.0f} s · `{relative}`"
         elif job.aborted:
             status = f"■ stopped: finished work is kept; **Resume** continues (`protfit {command} --resume {relative}`)"
@@ -249,7 +253,7 @@ class TuneTab:
         else:
             tail = "\n".join(job.lines[-8:])
             status = f"✗ failed (exit code {job.returncode}):\n```\n{tail}\n```"
-        if job.running and job.lines:
+        if running and job.lines:
             status += f"\n\n`{job.lines[-1][:160]}`"
         sweep_dir = job.run_dir / "sweep" if command == "tune" else job.run_dir
         report, comparison = tune_report(job.run_dir) if command == "tune" else ("", None)
@@ -259,8 +263,17 @@ class TuneTab:
             best_text(sweep_dir),
             report,
             gr.update(value=comparison, visible=comparison is not None),
-            gr.Timer(active=job.running),
+            gr.Timer(active=running),
         ]
+
+    def attach(self) -> list[Any]:
+        """On page load: follow the workspace's running range test and sweep/tune, if any;
+        [LR job id, LR timer, sweep job id, sweep timer]."""
+        outputs: list[Any] = []
+        for slot in ("lr-find", "sweep"):
+            running = self.jobs.running(slot)
+            outputs += [running[0].id, gr.Timer(active=True)] if running else [None, gr.Timer(active=False)]
+        return outputs
 
     def abort(self, job_id: str | None) -> str:
         return self.train.abort(job_id, idle="no sweep in progress", stopping="stopping…")
@@ -320,6 +333,7 @@ class TuneTab:
             )
         lr_job, sweep_job = gr.State(None), gr.State(None)
         lr_timer, sweep_timer = gr.Timer(1.0, active=False), gr.Timer(2.0, active=False)
+        self.attach_outputs = [lr_job, lr_timer, sweep_job, sweep_timer]  # app.load
 
         lr_button.click(
             self.start_lr_find,

@@ -1,0 +1,135 @@
+"""Jobs belong to the workspace, seen in a real browser: a double click starts one run, Start stays
+disabled while it runs, a reloaded page and a second page follow the run and can abort it; Predict
+lists a sweep trial trained after the page was opened and notes inputs outside the training data.
+
+Its own app server and workspace (module scope); the helpers are those of test_webui_browser.py, the
+screenshots go to the same $PROTFIT_SCREENSHOT_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_webui_browser import CHROMIUM, RUN_TIMEOUT, _free_port, choose, set_number
+
+import protfit
+from protfit.config import build_config
+from protfit.data.synthetic import write_synthetic_dataset
+
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed")
+expect = playwright.expect
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    from protfit.webui.app import build_app, launch_options
+    from protfit.webui.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("workspace")
+    write_synthetic_dataset(
+        root / "datasets" / "syn", "single_label_classification", n_train=40, n_validation=20, n_test=20
+    )
+    workspace = Workspace(root)
+    app = build_app(workspace)
+    app.queue(default_concurrency_limit=8)
+    options = launch_options(workspace, port=_free_port())
+    app.launch(**options, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{options['server_port']}/", root
+    finally:
+        app.protfit_jobs.stop_all()
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server) -> Iterator[object]:
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("PROTFIT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.get_by_role("button", name="Preview data").wait_for()
+    return page
+
+
+def test_double_click_reload_and_second_page_follow_one_run(browser, server, shots: Path) -> None:
+    url, root = server
+    page = _open(browser, url)
+    choose(page, "dataset folder", "datasets/syn")
+    choose(page, "data.problem_type", "single_label_classification")
+    choose(page, "model.name", "onehot")
+    set_number(page, "train.epochs", 400)
+    page.get_by_role("button", name=re.compile(r"^train\.early_stopping")).click()
+    set_number(page, "train.early_stopping.patience", None)  # only Abort ends it
+    start = page.get_by_role("button", name="Start", exact=True)
+    start.dblclick()
+    expect(start).to_be_disabled()
+    expect(page.get_by_text("… running")).to_be_visible(timeout=60_000)
+    [record] = list((root / "jobs").glob("[!.]*.json"))
+    name = json.loads(record.read_text())["id"]
+    assert [path.name for path in (root / "configs").glob("*.yaml")] == [f"{name}.yaml"]
+    expect(page.get_by_text(f"protfit train configs/{name}.yaml").first).to_be_visible()  # command pane
+    expect(page.get_by_text(re.compile(r"completed epochs: [1-9]"))).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(start).to_be_disabled()
+
+    page.reload()
+    expect(page.get_by_text("… running")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_disabled()
+    second = _open(browser, url)
+    expect(second.get_by_text("… running")).to_be_visible(timeout=30_000)
+    second.get_by_role("button", name="Abort", exact=True).click()
+    expect(second.get_by_text("■ stopped")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("■ stopped")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
+    assert len(list((root / "runs").iterdir())) == 1
+
+    second.get_by_role("tab", name="Jobs").click()
+    expect(second.get_by_text("aborted").filter(visible=True).first).to_be_visible()
+    expect(second.get_by_text(f"runs/{name}").filter(visible=True).first).to_be_visible()
+    second.screenshot(path=shots / "webui-jobs.png", full_page=False)
+    second.close()
+    page.close()
+
+
+def test_predict_lists_a_sweep_trial_and_notes_inputs_outside_the_training_data(
+    browser, server, shots: Path
+) -> None:
+    url, root = server
+    page = _open(browser, url)
+    raw = {  # a sweep trial written after the page was opened: the picker lists it when the tab opens
+        "data": {"path": str(root / "datasets" / "syn"), "problem_type": "single_label_classification"},
+        "model": {"name": "onehot", "method": "full"},
+        "train": {"epochs": 1, "progress": False},
+        "evaluation": {"bootstrap": {"resamples": 10}},
+        "output": {"dir": str(root / "sweeps" / "s1" / "trials"), "name": "trial-0000"},
+    }
+    protfit.train(build_config(raw))
+    page.get_by_role("tab", name="Predict").click()
+    choose(page, "run", "sweeps/s1/trials/trial-0000")
+    page.get_by_label("sequences", exact=True).fill("MKV\n" + "MKTAYIAKQRQISFVKSHFSRQ" * 30)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    expect(page.get_by_text("✓ 2 predictions")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("2 of 2 sequences lie outside the training data")).to_be_visible()
+    # gradio keeps hidden copies of table cells in the page
+    note = page.get_by_text(re.compile(r"length 3 outside training lengths")).filter(visible=True)
+    expect(note.first).to_be_visible()
+    page.screenshot(path=shots / "webui-predict-domain.png", full_page=False)
+    page.close()
