@@ -70,7 +70,12 @@ def test_every_field_is_described():
         ),
         ([R + "augmentation.enabled=true"], "full", "single_label_classification", "every \\*_prob is 0"),
         ([R + "freeze_layers.enabled=true"], "adalora", "regression", "scores every adapter by its gradient"),
-        ([R + "gradual_unfreezing.enabled=true"], "adalora", "regression", "scores every adapter by its gradient"),
+        (
+            [R + "gradual_unfreezing.enabled=true"],
+            "adalora",
+            "regression",
+            "scores every adapter by its gradient",
+        ),
         (
             [R + "dropout.enabled=true", R + "dropout.hidden=1.5"],
             "full",

@@ -15,7 +15,6 @@ pytest.importorskip("gradio")
 from protfit.data.synthetic import write_synthetic_dataset
 from protfit.webui import jobs as jobs_module
 from protfit.webui import schema
-from protfit.webui.compare_tab import CompareTab
 from protfit.webui.jobs import JobBusy, JobRegistry
 from protfit.webui.predict_tab import trained_runs
 from protfit.webui.train_tab import TrainTab
@@ -179,12 +178,3 @@ def test_predict_lists_runs_sweep_trials_and_tune_runs(workspace) -> None:
     for folder in folders:
         (workspace.root / folder / "checkpoints" / "best").mkdir(parents=True)
     assert sorted(trained_runs(workspace)) == sorted(folders)  # trial-0003 has no weights
-
-
-def test_compare_on_a_run_that_died_early_returns_a_message(workspace) -> None:
-    died = workspace.root / "runs" / "died"
-    died.mkdir()
-    (died / "config.yaml").write_text("model: {name: onehot}\n")
-    tab = CompareTab(workspace, TrainTab(workspace, JobRegistry(workspace.root)))
-    outputs = tab.compare(["runs/died"])
-    assert len(outputs) == 8 and outputs[0].startswith("✗ ")

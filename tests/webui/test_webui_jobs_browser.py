@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_webui_browser import CHROMIUM, RUN_TIMEOUT, _free_port, choose, set_number
+from browser_helpers import CHROMIUM, RUN_TIMEOUT, choose, free_port, set_number
 
 import protfit
 from protfit.config import build_config
@@ -38,7 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     workspace = Workspace(root)
     app = build_app(workspace)
     app.queue(default_concurrency_limit=8)
-    options = launch_options(workspace, port=_free_port())
+    options = launch_options(workspace, port=free_port())
     app.launch(**options, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{options['server_port']}/", root
@@ -73,12 +73,14 @@ def _open(browser, url: str):
 def test_double_click_reload_and_second_page_follow_one_run(browser, server, shots: Path) -> None:
     url, root = server
     page = _open(browser, url)
-    choose(page, "dataset folder", "datasets/syn")
-    choose(page, "data.problem_type", "single_label_classification")
-    choose(page, "model.name", "onehot")
-    set_number(page, "train.epochs", 400)
-    page.get_by_role("button", name=re.compile(r"^train\.early_stopping")).click()
-    set_number(page, "train.early_stopping.patience", None)  # only Abort ends it
+    choose(page, "Dataset folder", "datasets/syn")
+    choose(page, "Problem type", "single_label_classification")
+    choose(page, "Model", "onehot")
+    set_number(page, "Epochs", 100000)  # a one-hot epoch of 40 sequences takes ~0.1 s: only Abort ends it
+    page.get_by_role("button", name="Advanced: every other option").click()
+    page.get_by_role("button", name=re.compile(r"^Train\b(?! the)")).click()  # Advanced's section
+    page.get_by_role("button", name=re.compile(r"^Early stopping \(train\.early_stopping\)")).click()
+    set_number(page, "Patience", None)  # only Abort ends it
     start = page.get_by_role("button", name="Start", exact=True)
     start.dblclick()
     expect(start).to_be_disabled()

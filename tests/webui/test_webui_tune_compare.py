@@ -130,7 +130,7 @@ def compare_tab(tmp_path: Path):
     workspace = Workspace(tmp_path / "ws")
     write_run(workspace.root / "runs" / "lr-1e-3", 1e-3, 0.45)
     write_run(workspace.root / "runs" / "lr-1e-4", 1e-4, 0.38818496465682983, verdict="mild")
-    return CompareTab(workspace, TrainTab(workspace, JobRegistry()))
+    return CompareTab(workspace, TrainTab(workspace, JobRegistry(workspace.root)))
 
 
 def test_compare_shows_the_recommendation_and_its_reason(compare_tab) -> None:
