@@ -115,13 +115,6 @@ def test_the_undertrained_diagnosis_widens_epochs_patience_and_schedule(tmp_path
     assert space.start["train.epochs"] == 30  # trial 0 is the start
 
 
-def test_a_start_that_early_stopping_ended_searches_its_patience_only(tmp_path):
-    space = search_space(base(tmp_path), 1e-3, RANGE_TEST, Diagnosis("none", stopped_early=True))
-    assert space.params["train.early_stopping.patience"]["choices"] == [5, 20]
-    assert "train.epochs" not in space.params and "train.scheduler.name" not in space.params
-    assert space.start["train.early_stopping.patience"] == 5
-
-
 def test_pruning_waits_for_a_tenth_of_the_longest_training_searched(tmp_path):
     from protfit.sweep.tune import longest_training
 

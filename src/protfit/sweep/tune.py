@@ -132,7 +132,6 @@ def diagnose(base: RunConfig, folder: Path, summary: dict[str, Any]) -> Diagnosi
         verdict=compare_runs([folder]).rows[0].verdict,
         undertrained=bool((summary.get("diagnostics") or {}).get("undertrained"))
         or late_best(summary, base.train.early_stopping.patience),
-        stopped_early=bool(summary.get("stopped_early")),
         train_rows=len(splits.train.frame),
         equal_lengths=len(lengths) == 1,
     )

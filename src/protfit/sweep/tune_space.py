@@ -21,10 +21,6 @@ The rules (also in docs/tuning.md), from the starting config, the range test and
   a schedule that decays to zero flattens the last epochs, so "still rising" misses such runs; GB1
   three_vs_rest's start, best at epoch 27 of 30, gained from longer training): longer training
   (epochs x1, x2, x5), more patience (x1, x4) and a constant schedule besides the start's.
-* **stopped early** (early stopping ended the untuned run, and it is not undertrained): patience
-  x1, x4 within the start's epochs. Validation curves are noisy, and a short patience can end a run
-  at a dip rather than at its best (Prechelt, "Early stopping - but when?", 1998); GB1 low_vs_high's
-  start stopped at epoch 22 of 30 with patience 5.
 * **frozen backbone** (``method: freeze``): the pooler (mean pooling over a few hundred residues
   hides a single substitution; attention pooling and, for equal-length variants, flatten do not).
   ``light_attention`` only when the start uses it: its two width-9 convolutions over the residue
@@ -59,8 +55,7 @@ class Diagnosis:
     """What the untuned run said about itself."""
 
     verdict: str  # none / mild / severe / underfit / collapsed / n/a
-    undertrained: bool = False  # see the module doc: the diagnostics' flag or early stopping did not end it
-    stopped_early: bool = False  # early stopping ended the untuned run before its last epoch
+    undertrained: bool = False  # see the module doc: the diagnostics' flag or a best epoch in the last tenth
     train_rows: int = 0
     equal_lengths: bool = False
 
@@ -142,13 +137,6 @@ def search_space(base: RunConfig, start_lr: float, range_test: dict[str, Any], d
         space.why.append(
             "the untuned run is undertrained (validation still improving at the end): more epochs, "
             "more patience, a constant schedule"
-        )
-    elif diagnosis.stopped_early and base.train.early_stopping.patience is not None:
-        patience = base.train.early_stopping.patience
-        _choices(space, "train.early_stopping.patience", patience, [patience * f for f in PATIENCE_FACTORS])
-        space.why.append(
-            f"early stopping ended the untuned run: patience {patience} or {patience * PATIENCE_FACTORS[-1]} "
-            "(a noisy validation curve can end a run at a dip)"
         )
     if base.model.method == "freeze":
         poolers = list(FROZEN_POOLERS)
