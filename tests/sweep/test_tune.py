@@ -57,11 +57,22 @@ def test_tune_resumes_after_a_kill_and_stays_within_its_budget(tmp_path: Path) -
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 3  # the budget, also across the kill
     # trial 0 is the starting config
-    assert study.trials[0].params == {
+    start = {
         "train.learning_rate": 1e-3,
         "model.head.dropout": 0.1,
         "train.weight_decay": 0.01,
+        # searched too when the start ran all its epochs with its best within its patience
+        "train.epochs": 3,
+        "train.early_stopping.patience": 5,
+        "train.scheduler.name": "linear",
     }
+    params = study.trials[0].params
+    assert set(start) - set(params) <= {
+        "train.epochs",
+        "train.early_stopping.patience",
+        "train.scheduler.name",
+    }
+    assert params == {key: start[key] for key in params}
     recommended = load_config(folder / "recommended.yaml")
     assert recommended.output.name is None
     assert main(["train", str(folder / "recommended.yaml"), "train.epochs=1", "output.name=check"]) == 0
