@@ -8,29 +8,21 @@ Screenshots go to $PROTFIT_SCREENSHOT_DIR (docs/images for the README) or a temp
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, RUN_TIMEOUT, choose, field, free_port, set_number
+from browser_helpers import RUN_TIMEOUT, browser_expect, choose, field, never_stop_early, serve, set_number
 
 from protfit.config import ConfigError, build_config
 from protfit.data.synthetic import write_synthetic_dataset
 
-playwright = pytest.importorskip("playwright.sync_api")
-gradio = pytest.importorskip("gradio")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed")
-
-expect = playwright.expect
+expect = browser_expect()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from protfit.webui.app import build_app, launch_options
-    from protfit.webui.workspace import Workspace
-
     root = tmp_path_factory.mktemp("workspace")
     write_synthetic_dataset(
         root / "datasets" / "syn", "single_label_classification", n_train=40, n_validation=20, n_test=20
@@ -38,36 +30,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     outside = tmp_path_factory.mktemp("outside")
     write_synthetic_dataset(outside, "single_label_classification", n_train=10, n_validation=5, n_test=5)
     (root / "datasets" / "escape").symlink_to(outside, target_is_directory=True)
-    workspace = Workspace(root)
-    app = build_app(workspace)
-    app.queue(default_concurrency_limit=8)
-    options = launch_options(workspace, port=free_port())
-    assert options["server_name"] == "127.0.0.1"
-    app.launch(**options, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{options['server_port']}/", root
-    finally:
-        app.protfit_jobs.stop_all()
-        app.close()
-
-
-@pytest.fixture(scope="module")
-def page(server: tuple[str, Path]) -> Iterator[object]:
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-        page.set_default_timeout(30_000)
-        page.goto(server[0])
-        page.get_by_role("button", name="Preview data").wait_for()
-        yield page
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("PROTFIT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    with serve(root) as served:
+        yield served
 
 
 def test_preview_data_and_command(page, shots: Path) -> None:
@@ -142,9 +106,7 @@ def test_start_run_progress_final_metrics_and_csv(page, server, shots: Path, tmp
 
 def test_abort_keeps_completed_epochs(page, server) -> None:
     set_number(page, "Epochs", 400)
-    page.get_by_role("button", name=re.compile(r"^Train\b(?! the)")).click()  # Advanced's section
-    page.get_by_role("button", name=re.compile(r"^Early stopping \(train\.early_stopping\)")).click()
-    set_number(page, "Patience", None)  # never stop early: only Abort ends it
+    never_stop_early(page)  # only Abort ends it
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_text(re.compile(r"completed epochs: [1-9]"))).to_be_visible(timeout=RUN_TIMEOUT)
     page.get_by_role("button", name="Abort").click()

@@ -5,57 +5,22 @@ workspace. One server and one page for the module; the tests run in file order."
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, RUN_TIMEOUT, field, free_port
+from browser_helpers import RUN_TIMEOUT, browser_expect, field, serve
 
 from protfit.data.synthetic import write_synthetic_dataset
 
-playwright = pytest.importorskip("playwright.sync_api")
-pytest.importorskip("gradio")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed")
-
-expect = playwright.expect
+expect = browser_expect()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from protfit.webui.app import build_app, launch_options
-    from protfit.webui.workspace import Workspace
-
-    workspace = Workspace(tmp_path_factory.mktemp("workspace"))  # empty: the data comes as an upload
-    app = build_app(workspace)
-    app.queue(default_concurrency_limit=8)
-    options = launch_options(workspace, port=free_port())
-    app.launch(**options, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{options['server_port']}/", workspace.root
-    finally:
-        app.protfit_jobs.stop_all()
-        app.close()
-
-
-@pytest.fixture(scope="module")
-def page(server: tuple[str, Path]) -> Iterator[object]:
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(30_000)
-        page.goto(server[0])
-        page.get_by_role("button", name="Preview data").wait_for()
-        yield page
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("PROTFIT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    with serve(tmp_path_factory.mktemp("workspace")) as served:  # empty: the data comes as an upload
+        yield served
 
 
 @pytest.fixture(scope="module")

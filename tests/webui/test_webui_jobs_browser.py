@@ -2,85 +2,54 @@
 disabled while it runs, a reloaded page and a second page follow the run and can abort it; Predict
 lists a sweep trial trained after the page was opened and notes inputs outside the training data.
 
-Its own app server and workspace (module scope); the helpers are those of test_webui_browser.py, the
-screenshots go to the same $PROTFIT_SCREENSHOT_DIR.
+Its own app server and workspace (module scope); the helpers (browser_helpers.py) and fixtures
+(conftest.py) are those of the other browser modules, the screenshots go to $PROTFIT_SCREENSHOT_DIR.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, RUN_TIMEOUT, choose, free_port, set_number
+from browser_helpers import (
+    RUN_TIMEOUT,
+    browser_expect,
+    choose,
+    never_stop_early,
+    open_page,
+    serve,
+    set_number,
+)
 
 import protfit
 from protfit.config import build_config
 from protfit.data.synthetic import write_synthetic_dataset
 
-playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed")
-expect = playwright.expect
+expect = browser_expect()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from protfit.webui.app import build_app, launch_options
-    from protfit.webui.workspace import Workspace
-
     root = tmp_path_factory.mktemp("workspace")
     write_synthetic_dataset(
         root / "datasets" / "syn", "single_label_classification", n_train=40, n_validation=20, n_test=20
     )
-    workspace = Workspace(root)
-    app = build_app(workspace)
-    app.queue(default_concurrency_limit=8)
-    options = launch_options(workspace, port=free_port())
-    app.launch(**options, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{options['server_port']}/", root
-    finally:
-        app.protfit_jobs.stop_all()
-        app.close()
-
-
-@pytest.fixture(scope="module")
-def browser(server) -> Iterator[object]:
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("PROTFIT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _open(browser, url: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(30_000)
-    page.goto(url)
-    page.get_by_role("button", name="Preview data").wait_for()
-    return page
+    with serve(root) as served:
+        yield served
 
 
 def test_double_click_reload_and_second_page_follow_one_run(browser, server, shots: Path) -> None:
     url, root = server
-    page = _open(browser, url)
+    page = open_page(browser, url)
     choose(page, "Dataset folder", "datasets/syn")
     choose(page, "Problem type", "single_label_classification")
     choose(page, "Model", "onehot")
     set_number(page, "Epochs", 100000)  # a one-hot epoch of 40 sequences takes ~0.1 s: only Abort ends it
     page.get_by_role("button", name="Advanced: every other option").click()
-    page.get_by_role("button", name=re.compile(r"^Train\b(?! the)")).click()  # Advanced's section
-    page.get_by_role("button", name=re.compile(r"^Early stopping \(train\.early_stopping\)")).click()
-    set_number(page, "Patience", None)  # only Abort ends it
+    never_stop_early(page)  # only Abort ends it
     start = page.get_by_role("button", name="Start", exact=True)
     start.dblclick()
     expect(start).to_be_disabled()
@@ -95,7 +64,7 @@ def test_double_click_reload_and_second_page_follow_one_run(browser, server, sho
     page.reload()
     expect(page.get_by_text("… running")).to_be_visible(timeout=30_000)
     expect(page.get_by_role("button", name="Start", exact=True)).to_be_disabled()
-    second = _open(browser, url)
+    second = open_page(browser, url)
     expect(second.get_by_text("… running")).to_be_visible(timeout=30_000)
     second.get_by_role("button", name="Abort", exact=True).click()
     expect(second.get_by_text("■ stopped")).to_be_visible(timeout=60_000)
@@ -115,7 +84,7 @@ def test_predict_lists_a_sweep_trial_and_notes_inputs_outside_the_training_data(
     browser, server, shots: Path
 ) -> None:
     url, root = server
-    page = _open(browser, url)
+    page = open_page(browser, url)
     raw = {  # a sweep trial written after the page was opened: the picker lists it when the tab opens
         "data": {"path": str(root / "datasets" / "syn"), "problem_type": "single_label_classification"},
         "model": {"name": "onehot", "method": "full"},

@@ -12,57 +12,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, choose, field, free_port, set_number
+from browser_helpers import browser_expect, choose, field, serve, set_number
 from webui_runs import ADVICE, write_run
 
 from protfit.data.synthetic import write_synthetic_dataset
 
-playwright = pytest.importorskip("playwright.sync_api")
-pytest.importorskip("gradio")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed")
-expect = playwright.expect
+expect = browser_expect()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from protfit.webui.app import build_app, launch_options
-    from protfit.webui.workspace import Workspace
-
     root = tmp_path_factory.mktemp("workspace")
     write_synthetic_dataset(root / "datasets" / "syn", "regression", n_train=40, n_validation=20, n_test=20)
     write_run(root / "runs" / "gb1-lr-0.001", 1e-3, 0.45)
     write_run(root / "runs" / "gb1-lr-0.0001", 1e-4, 0.38818496465682983, verdict="mild")
-    workspace = Workspace(root)
-    app = build_app(workspace)
-    app.queue(default_concurrency_limit=8)
-    options = launch_options(workspace, port=free_port())
-    app.launch(**options, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{options['server_port']}/", root
-    finally:
-        app.protfit_jobs.stop_all()
-        app.close()
-
-
-@pytest.fixture(scope="module")
-def page(server: tuple[str, Path]) -> Iterator[object]:
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(30_000)
-        page.goto(server[0])
-        page.get_by_role("button", name="Preview data").wait_for()
-        yield page
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    folder = Path(os.environ.get("PROTFIT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    with serve(root) as served:
+        yield served
 
 
 def test_results_show_the_runs_own_diagnostics_and_advice(page, shots: Path) -> None:

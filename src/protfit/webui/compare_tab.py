@@ -51,6 +51,14 @@ def plots_html(html_file: Path) -> str:
     )
 
 
+def comparison_table(label: str) -> gr.Dataframe:
+    """compare.md's table, hidden until filled: one line per run, scrolled sideways with rank, stars
+    and run pinned (wrapped into the page's width, the 19 columns of a sweep broke their words)."""
+    return gr.Dataframe(
+        label=label, visible=False, interactive=False, wrap=False, pinned_columns=3, max_height=420
+    )
+
+
 class CompareTab:
     def __init__(self, workspace: Workspace, train: TrainTab) -> None:
         self.workspace = workspace
@@ -123,16 +131,7 @@ class CompareTab:
         button = gr.Button("Compare", variant="primary")
         status = gr.Markdown()
         recommendation = gr.Markdown()
-        # one line per run, scrolled sideways with rank, stars and run pinned: wrapped into the page's
-        # width, the 19 columns of a sweep broke their words
-        table = gr.Dataframe(
-            label="comparison (compare.md)",
-            visible=False,
-            interactive=False,
-            wrap=False,
-            pinned_columns=3,
-            max_height=420,
-        )
+        table = comparison_table("comparison (compare.md)")
         notes = gr.Markdown()
         plots = gr.HTML()
         with gr.Row():

@@ -14,6 +14,7 @@ import pandas as pd
 from protfit.report.compare import format_value
 from protfit.report.run_dir import read_history, read_summary
 from protfit.webui import messages
+from protfit.webui.compare_tab import comparison_table
 from protfit.webui.jobs import JobRegistry
 from protfit.webui.tables import markdown_table, rounded
 from protfit.webui.train_tab import USER_ERRORS, TrainTab
@@ -323,14 +324,7 @@ class TuneTab:
             best = gr.Markdown()
             table = gr.Dataframe(label="trials", interactive=False)
             report = gr.Markdown()
-            comparison = gr.Dataframe(
-                label="comparison of the trials",
-                visible=False,
-                interactive=False,
-                wrap=False,
-                pinned_columns=3,
-                max_height=420,
-            )
+            comparison = comparison_table("comparison of the trials")
         lr_job, sweep_job = gr.State(None), gr.State(None)
         lr_timer, sweep_timer = gr.Timer(1.0, active=False), gr.Timer(2.0, active=False)
         self.attach_outputs = [lr_job, lr_timer, sweep_job, sweep_timer]  # app.load
