@@ -15,6 +15,7 @@ pytest.importorskip("gradio")
 from protfit.data.synthetic import write_synthetic_dataset
 from protfit.webui import jobs as jobs_module
 from protfit.webui import schema
+from protfit.webui.app import shutdown_notice
 from protfit.webui.jobs import JobBusy, JobRegistry
 from protfit.webui.predict_tab import trained_runs
 from protfit.webui.train_tab import TrainTab
@@ -89,8 +90,13 @@ def test_a_second_job_of_the_same_kind_is_refused_while_one_runs(workspace, slow
     assert refused.value.job.id == "webui-a"
     assert not (workspace.root / "jobs" / "webui-b.json").exists()
     _start(registry, workspace, "lr-a", command="lr-find")  # another slot runs beside it
+    # a stopping UI leaves its jobs running and says how to follow them
+    notice = shutdown_notice(registry)
+    assert "train webui-a" in notice and "lr-find lr-a" in notice and "protfit webui" in notice
+    assert first.running
     registry.stop_all()
     first.wait(10)
+    assert shutdown_notice(JobRegistry(workspace.root)) is None
 
 
 def test_a_job_whose_process_is_gone_is_judged_from_its_folder(workspace) -> None:

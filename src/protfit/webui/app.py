@@ -125,4 +125,19 @@ def serve(
     try:
         app.launch(**launch_options(space, host, port, share, credentials))
     finally:
-        app.protfit_jobs.stop_all()
+        notice = shutdown_notice(app.protfit_jobs)
+        if notice:
+            print(notice)
+
+
+def shutdown_notice(jobs: JobRegistry) -> str | None:
+    """What a stopping UI says about the jobs that go on without it: they are workspace jobs, not the
+    UI's, so a restarted UI follows them (and can abort them) instead of the shutdown killing them."""
+    running = jobs.running()
+    if not running:
+        return None
+    names = ", ".join(f"{job.command} {job.id}" for job in running)
+    return (
+        f"still running (the UI's shutdown leaves them alone): {names}; "
+        "`protfit webui` on this workspace again shows them and can abort them"
+    )

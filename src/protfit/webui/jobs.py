@@ -335,7 +335,8 @@ class JobRegistry:
         ]
 
     def stop_all(self) -> None:
-        """Abort the jobs this UI process started (its shutdown)."""
+        """Abort the jobs this registry started (a test's or an embedding application's cleanup; the
+        `protfit webui` command leaves its jobs running when it stops: see ``app.shutdown_notice``)."""
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
