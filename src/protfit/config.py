@@ -282,7 +282,9 @@ class ModelConfig(_Section):
         default_factory=list,
         description="Per-sequence features concatenated (standardised on train) to the pooled vector "
         "before the head: zero_shot (the masked-LM score against data.reference_sequence; one-hot + "
-        "zero_shot is Hsu et al. 2022's augmented model)",
+        "zero_shot is Hsu et al. 2022's augmented model), onehot (the position-wise one-hot of the "
+        "sequence up to data.max_seq_len, not standardised: residue identities beside a frozen "
+        "model's pooled vector)",
     )
     zero_shot_model: str | None = Field(
         None,
@@ -539,10 +541,10 @@ class RunConfig(_Section):
                 f"choose 'loss' or one of {allowed}"
             )
         check_regularization(self)
-        self._check_zero_shot()
+        self._check_extra_features()
         return self
 
-    def _check_zero_shot(self) -> None:
+    def _check_extra_features(self) -> None:
         wanted = [
             key
             for key, on in (
@@ -551,6 +553,11 @@ class RunConfig(_Section):
             )
             if on
         ]
+        if "onehot" in self.model.extra_features and self.data.max_seq_len is None:
+            raise ValueError(
+                "model.extra_features=[onehot] needs data.max_seq_len: the one-hot block has "
+                "max_seq_len x 21 columns (set it to the variants' length)"
+            )
         if wanted and self.model.zero_shot_scorer.lower() == "onehot":
             raise ValueError(
                 f"{wanted[0]} needs a masked language model to score with, and model.name is onehot; "

@@ -264,9 +264,13 @@ SCHEDULERS: Registry = Registry(
     ("none", "constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"),
 )
 # Per-sequence features concatenated to the pooled vector (model.extra_features); each entry is
-# ``(cfg, frames, state, progress) -> (values per split, state)``.
+# ``(cfg, frames, state, progress) -> (values per split, state)``, with options ``width(cfg)`` (columns
+# per sequence, default 1) and ``standardize`` (default True).
 FEATURES: Registry = Registry(
-    "extra feature", "model.extra_features", ("protfit.models.zero_shot",), ("zero_shot",)
+    "extra feature",
+    "model.extra_features",
+    ("protfit.models.zero_shot", "protfit.models.extra_features"),
+    ("zero_shot", "onehot"),
 )
 # Light modules (torch is imported inside the functions that compute or build); the config reads
 # their names by importing them, so these name modules, not a package that also holds heavy ones.

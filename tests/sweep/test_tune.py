@@ -136,3 +136,47 @@ def test_equal_length_variants_with_a_scoring_model_search_the_zero_shot_feature
     del raw["model"]["zero_shot_model"]
     equal = Diagnosis("none", equal_lengths=True)
     assert "model.extra_features" not in search_space(build_config(raw), 1e-3, found, equal).params
+    # no model.zero_shot_model, but the untuned run has a zero-shot baseline: its backbone scored them
+    raw["model"] = {"name": "tiny-esm2", "pooler": "mean"}
+    scored = Diagnosis("none", equal_lengths=True, zero_shot_scored=True)
+    space = search_space(build_config(raw), 1e-3, found, scored)
+    assert space.params["model.extra_features"]["choices"] == [[], ["zero_shot"]]
+    assert any("zero-shot score of tiny-esm2" in line for line in space.why)
+
+
+def test_a_frozen_backbone_on_equal_length_variants_searches_the_onehot_feature(tmp_path):
+    from protfit.config import build_config
+    from protfit.sweep.config import CategoricalParam
+    from protfit.sweep.space import check_space
+    from protfit.sweep.tune_space import Diagnosis, search_space
+
+    raw = {
+        "data": {"path": str(tmp_path), "problem_type": "regression", "max_seq_len": 20},
+        "model": {"name": "tiny-esm2", "method": "freeze", "pooler": "mean", "zero_shot_model": "tiny-esm2"},
+    }
+    found = {"suggested_lr": 1e-3, "trusted": True, "end_lr": 1.0}
+    equal = Diagnosis("none", equal_lengths=True, length=20)
+    space = search_space(build_config(raw), 1e-3, found, equal)
+    choices = [[], ["zero_shot"], ["onehot"], ["zero_shot", "onehot"]]
+    assert space.params["model.extra_features"]["choices"] == choices
+    assert space.start["model.extra_features"] == []
+    param = CategoricalParam(**space.params["model.extra_features"])
+    check_space({"model.extra_features": param}, raw, "tune")  # every choice is a valid run config
+    del raw["model"]["zero_shot_model"]
+    assert search_space(build_config(raw), 1e-3, found, equal).params["model.extra_features"]["choices"] == [
+        [],
+        ["onehot"],
+    ]
+    # fine-tuned backbones learn the residues themselves; other lengths or no max_seq_len: no block
+    for changed, diagnosis in (
+        ({**raw["model"], "method": "full"}, equal),
+        (raw["model"], Diagnosis("none", equal_lengths=False)),
+    ):
+        config = build_config({**raw, "model": changed})
+        assert "model.extra_features" not in search_space(config, 1e-3, found, diagnosis).params
+    # no max_seq_len, or one far above the length (a block of padding): not searched, and why
+    for limit in (None, 1022):
+        config = build_config({**raw, "data": {**raw["data"], "max_seq_len": limit}})
+        space = search_space(config, 1e-3, found, equal)
+        assert "model.extra_features" not in space.params
+        assert any("set data.max_seq_len to the variants' length, 20" in line for line in space.why)

@@ -193,3 +193,66 @@ def test_baseline_table_shows_a_dash_for_metrics_the_zero_shot_baseline_leaves_o
     )
     row = format_baseline_table(baselines[1].metrics, baselines[:1]).splitlines()[2]
     assert row.split()[:2] == ["zero_shot", "-"]
+
+
+def test_onehot_feature_beside_a_frozen_backbone_is_unscaled_and_predicts_like_its_test_split(
+    tmp_path: Path,
+) -> None:
+    data = write_variants(tmp_path / "data", "regression", shorter=2)
+    cfg = config(
+        data,
+        tmp_path,
+        "regression",
+        "model.extra_features=[onehot]",
+        "data.max_seq_len=20",
+        "train.epochs=3",
+        "train.learning_rate=3e-3",
+    )
+    result = train(cfg)
+    weights = load_file(result.run_dir / "checkpoints" / "best" / "model.safetensors")
+    hidden = json.loads((result.run_dir / "model_meta.json").read_text())
+    assert hidden["extra_features"]["onehot"] == {"length": 20}
+    assert weights["head.0.weight"].shape[1] == 32 + 20 * 21  # tiny-esm2's mean-pooled vector + one-hot
+    # 0/1 bits pass unscaled: standardising a bit seen once in 80 variants would make it ~9
+    assert float(weights["feature_scaler.mean"].abs().max()) == 0.0
+    assert float((weights["feature_scaler.std"] - 1).abs().max()) == 0.0
+
+    model = protfit.load(result.run_dir)
+    test = pd.read_csv(data / "test.csv")
+    predicted = model.predict(test)["prediction"].to_numpy()
+    saved = pd.read_csv(result.run_dir / "test_predictions.csv")["prediction"].to_numpy()
+    assert predicted == pytest.approx(saved, abs=1e-5)
+    # the residues are inputs: a substitution at one position moves the prediction
+    moved = test.assign(aa_seq=["W" + sequence[1:] for sequence in test["aa_seq"]])
+    assert np.abs(model.predict(moved)["prediction"].to_numpy() - predicted).max() > 1e-4
+
+
+def test_onehot_feature_without_a_max_seq_len_is_a_config_error(tmp_path: Path) -> None:
+    data = write_variants(tmp_path / "data", "regression")
+    with pytest.raises(ConfigError, match=r"extra_features=\[onehot\] needs data.max_seq_len"):
+        config(data, tmp_path, "regression", "model.extra_features=[onehot]", "data.max_seq_len=null")
+
+
+def test_onehot_feature_encodes_each_position_and_leaves_out_what_lies_past_max_seq_len() -> None:
+    from protfit.models.extra_features import ONEHOT_RESIDUES, onehot_feature
+
+    cfg = config(Path("unused"), Path("unused"), "regression", "data.max_seq_len=3")
+    values, state = onehot_feature(cfg, {"x": pd.DataFrame({"aa_seq": ["ACDW", "AZ"]})}, None, False)
+    grid = values["x"].reshape(2, 3, len(ONEHOT_RESIDUES) + 1)
+    assert grid.sum(axis=(1, 2)).tolist() == [3, 2]  # W past position 3 is left out; a short one pads 0
+    assert grid[0].argmax(axis=1).tolist() == [ONEHOT_RESIDUES.index(r) for r in "ACD"]
+    assert grid[1, 1, len(ONEHOT_RESIDUES)] == 1  # Z: the 'other' column
+    assert state == {"length": 3}
+
+
+def test_the_diagnosis_reads_the_variants_length_and_whether_the_run_scored_them_zero_shot(tmp_path):
+    from protfit.sweep.tune import diagnose
+
+    data = write_variants(tmp_path / "data", "regression")
+    cfg = config(data, tmp_path, "regression", "data.max_seq_len=20")  # tiny-esm2, a masked LM
+    result = train(cfg)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    diagnosis = diagnose(cfg, result.run_dir, summary)
+    assert diagnosis.equal_lengths and diagnosis.length == 20 and diagnosis.zero_shot_scored
+    unscored = diagnose(cfg, result.run_dir, {**summary, "baselines": {}})
+    assert not unscored.zero_shot_scored

@@ -7,7 +7,7 @@ from torch import nn
 
 from protfit.config import RunConfig
 from protfit.models.backbone import Backbone, base_weight_quantization, load_backbone
-from protfit.models.extra_features import ExtraFeatureScaler
+from protfit.models.extra_features import ExtraFeatureScaler, feature_layout
 from protfit.models.heads import build_head
 from protfit.models.poolers import build_pooler
 from protfit.models.sources import ModelError
@@ -117,9 +117,9 @@ def build_model(cfg: RunConfig, num_labels: int) -> ProteinModel:
             "has no CLS token; choose mean, attention1d or light_attention"
         )
     out_dim = 1 if cfg.data.problem_type == "regression" else num_labels
-    extra = list(cfg.model.extra_features)
-    head = build_head(pooler.output_dim + len(extra), out_dim, cfg.model.head)
-    return ProteinModel(backbone, pooler, head, ExtraFeatureScaler(extra) if extra else None)
+    scaler = ExtraFeatureScaler(feature_layout(cfg)) if cfg.model.extra_features else None
+    head = build_head(pooler.output_dim + (scaler.width if scaler else 0), out_dim, cfg.model.head)
+    return ProteinModel(backbone, pooler, head, scaler)
 
 
 def trainable_state_dict(model: ProteinModel) -> dict[str, torch.Tensor]:

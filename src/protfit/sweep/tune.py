@@ -134,6 +134,9 @@ def diagnose(base: RunConfig, folder: Path, summary: dict[str, Any]) -> Diagnosi
         or late_best(summary, base.train.early_stopping.patience),
         train_rows=len(splits.train.frame),
         equal_lengths=len(lengths) == 1,
+        length=next(iter(lengths)) if len(lengths) == 1 else None,
+        # the run scored its variants zero-shot (its own masked LM, or model.zero_shot_model)
+        zero_shot_scored="zero_shot" in (summary.get("baselines") or {}),
     )
 
 

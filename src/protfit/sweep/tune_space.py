@@ -26,9 +26,14 @@ The rules (also in docs/tuning.md), from the starting config, the range test and
   ``light_attention`` only when the start uses it: its two width-9 convolutions over the residue
   states cost ~36 H^2 FLOP per residue (4.7 GFLOP per 222-residue antibody at H = 512, ~100x the
   head), so one such trial takes as long as dozens of others on a CPU.
-* **zero-shot score as a feature**: for equal-length variants with ``model.zero_shot_model`` set, with
+* **zero-shot score as a feature**: for equal-length variants with ``model.zero_shot_model`` set, or
+  whose untuned run has a zero-shot baseline (its backbone is a masked LM that scored them), with
   and without ``zero_shot`` in ``model.extra_features`` (Hsu et al. 2022's augmented model). Cheap:
   the score of every variant is a lookup in one reference table, cached on disk for every trial.
+* **one-hot residues beside a frozen backbone**: for equal-length variants with ``data.max_seq_len``
+  at most twice their length (the block has max_seq_len x 21 columns), with and without ``onehot`` in ``model.extra_features``: the pooled vector of a frozen model
+  blurs the one residue a variant changes, and a frozen backbone cannot learn to sharpen it. Cheap:
+  the head's input grows by 21 columns per position, the backbone's cached states are shared.
 * **batch size**: half and double the start's where the training split still gives 20 batches an
   epoch at the larger size.
 """
@@ -48,6 +53,7 @@ EPOCH_FACTORS = (1, 2, 5)
 PATIENCE_FACTORS = (1, 4)
 MIN_BATCHES = 20
 FROZEN_POOLERS = ("mean", "attention1d")
+ONEHOT_PADDING = 2  # the one-hot feature is searched while data.max_seq_len <= 2x the variants' length
 
 
 @dataclass
@@ -58,6 +64,8 @@ class Diagnosis:
     undertrained: bool = False  # see the module doc: the diagnostics' flag or a best epoch in the last tenth
     train_rows: int = 0
     equal_lengths: bool = False
+    length: int | None = None  # the one length of equal-length variants
+    zero_shot_scored: bool = False  # the untuned run has a zero-shot baseline (a masked LM scored it)
 
 
 @dataclass
@@ -146,13 +154,7 @@ def search_space(base: RunConfig, start_lr: float, range_test: dict[str, Any], d
         space.why.append(
             f"a frozen backbone: the pooler ({', '.join(space.params['model.pooler']['choices'])})"
         )
-    features = list(base.model.extra_features)
-    if diagnosis.equal_lengths and base.model.zero_shot_model is not None and "zero_shot" not in features:
-        _choices(space, "model.extra_features", features, [[*features, "zero_shot"]])
-        space.why.append(
-            f"variants of one length: with and without the zero-shot score of {base.model.zero_shot_model} "
-            "as a feature (model.extra_features)"
-        )
+    _features(space, base, diagnosis)
     batch = base.data.batch_size
     if base.data.max_tokens_per_batch is None:  # a token budget decides the batches instead
         sizes = [size for size in (max(1, batch // 2), batch, batch * 2) if size == batch or size >= 4]
@@ -164,3 +166,35 @@ def search_space(base: RunConfig, start_lr: float, range_test: dict[str, Any], d
                     f"batch size {', '.join(str(s) for s in space.params['data.batch_size']['choices'])}"
                 )
     return space
+
+
+def _features(space: Space, base: RunConfig, diagnosis: Diagnosis) -> None:
+    """model.extra_features for equal-length variants: the zero-shot score when a scorer is set, and
+    the position-wise one-hot beside a frozen backbone; each with and without (every combination)."""
+    if not diagnosis.equal_lengths:
+        return
+    features = list(base.model.extra_features)
+    extras = []
+    scorer = base.model.zero_shot_model is not None or diagnosis.zero_shot_scored
+    if scorer and "zero_shot" not in features:
+        extras.append("zero_shot")
+        space.why.append(
+            f"variants of one length: with and without the zero-shot score of {base.model.zero_shot_scorer} "
+            "as a feature (model.extra_features)"
+        )
+    if base.model.method == "freeze" and "onehot" not in features:
+        # the block has data.max_seq_len x 21 columns: mostly padding when that is far above the length
+        length, limit = diagnosis.length, base.data.max_seq_len
+        if length is not None and limit is not None and limit <= ONEHOT_PADDING * length:
+            extras.append("onehot")
+            space.why.append(
+                "a frozen backbone on variants of one length: with and without the one-hot residues "
+                "beside its pooled vector (model.extra_features)"
+            )
+        else:
+            space.why.append(
+                f"not searched: the one-hot residues beside the frozen backbone (set data.max_seq_len to "
+                f"the variants' length, {length}; it is {limit})"
+            )
+    combinations = [[]] + [[name] for name in extras] + ([extras] if len(extras) > 1 else [])
+    _choices(space, "model.extra_features", features, [[*features, *added] for added in combinations])
