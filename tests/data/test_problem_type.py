@@ -47,5 +47,5 @@ def test_guess_matches_the_synthetic_datasets(tmp_path: Path, problem: str) -> N
 
 def test_missing_label_column_names_the_file(tmp_path: Path) -> None:
     write_synthetic_dataset(tmp_path, "regression", n_train=10, n_validation=5, n_test=5)
-    with pytest.raises(DataError, match="no 'score' column"):
+    with pytest.raises(DataError, match="no column 'score'"):
         guess_problem_type(str(tmp_path), label_column="score")

@@ -26,7 +26,7 @@ import pandas as pd
 
 from protfit.config import DataConfig
 from protfit.data.errors import DataError
-from protfit.data.validation import prepare_frame
+from protfit.data.validation import prepare_frame, require_column
 
 logger = logging.getLogger("protfit")
 
@@ -337,6 +337,16 @@ def _read_splits(cfg: DataConfig) -> tuple[dict[str, tuple[str, pd.DataFrame]], 
 
 
 # --------------------------------------------------------------------------- the public entry points
+
+
+def read_labelled_frames(cfg: DataConfig) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Each split's (source, raw frame) as found, unvalidated, every one with the label column (a
+    :class:`DataError` naming the file otherwise): what a look at the labels needs before the problem
+    type is known (the web UI's guess, `protfit.data.problem_type`)."""
+    raw, _ = _read_splits(cfg)
+    for source, frame in raw.values():
+        require_column(frame, cfg.label_column, "data.label_column", source)
+    return raw
 
 
 def _check_structure_columns(raw: dict[str, tuple[str, pd.DataFrame]], cfg: DataConfig) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from protfit.config import DataConfig
 from protfit.data.errors import DataError
-from protfit.data.loading import _read_splits
+from protfit.data.loading import read_labelled_frames
 from protfit.data.validation import is_missing
 
 # At most this many distinct whole numbers read as class indices; more read as measurements. Twenty
@@ -73,14 +73,7 @@ def guess_problem_type(path: str, label_column: str = "label") -> LabelGuess:
     and guess from the labels of all its splits, so a class present only outside train still counts."""
     # problem_type is required by DataConfig but not read while the files are read
     cfg = DataConfig(path=path, problem_type="regression", label_column=label_column)
-    frames, _ = _read_splits(cfg)
     labels: list[Any] = []
-    for source, frame in frames.values():
-        if label_column not in frame.columns:
-            raise DataError(
-                f"no '{label_column}' column (columns: {', '.join(map(str, frame.columns))}); "
-                "set data.label_column",
-                file=source,
-            )
+    for _, frame in read_labelled_frames(cfg).values():
         labels.extend(pd.Series(frame[label_column]).tolist())
     return guess_from_labels(labels)

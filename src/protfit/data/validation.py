@@ -269,7 +269,7 @@ def parse_labels(
     return parsed
 
 
-def _require_column(raw: pd.DataFrame, column: str, option: str, source: str) -> None:
+def require_column(raw: pd.DataFrame, column: str, option: str, source: str) -> None:
     if column not in raw.columns:
         found = ", ".join(map(str, raw.columns)) or "none"
         raise DataError(
@@ -295,9 +295,9 @@ def prepare_frame(
     """Validate one raw frame into the canonical columns; returns (frame, counts for the report)."""
     if len(raw) == 0:
         raise DataError("the file has no data rows", file=source)
-    _require_column(raw, cfg.sequence_column, "data.sequence_column", source)
+    require_column(raw, cfg.sequence_column, "data.sequence_column", source)
     if label_required:
-        _require_column(raw, cfg.label_column, "data.label_column", source)
+        require_column(raw, cfg.label_column, "data.label_column", source)
 
     sequences, mapped, mapped_rows = clean_sequences(
         raw[cfg.sequence_column].tolist(), cfg, file=source, field=cfg.sequence_column
