@@ -125,6 +125,32 @@ def test_a_job_whose_process_is_gone_is_judged_from_its_folder(workspace) -> Non
     assert registry.get("webui-done").status == "finished"
 
 
+def test_each_tick_rereads_only_the_running_jobs(workspace, slow_protfit, monkeypatch) -> None:
+    registry = JobRegistry(workspace.root)
+    job = _start(registry, workspace, "webui-running")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    for name in ("webui-old-1", "webui-old-2"):
+        record = {"id": name, "argv": ["train", "c.yaml"], "pid": gone.pid, "pid_start": "1"}
+        record |= {"run_dir": "runs/x", "log": "x.log", "status": "finished", "started": time.time() - 9}
+        (workspace.root / "jobs" / f"{name}.json").write_text(json.dumps(record))
+    other = JobRegistry(workspace.root)  # a second UI process: it reads every record once
+    assert [found.id for found in other.running()] == ["webui-running"]
+    reads: list[str] = []
+    original = Path.read_text
+    monkeypatch.setattr(
+        Path, "read_text", lambda path, *a, **k: reads.append(path.name) or original(path, *a, **k)
+    )
+    for _ in range(3):
+        assert [found.id for found in other.running()] == ["webui-running"]
+    records = {name for name in reads if name.endswith(".json")}
+    assert records == {"webui-running.json"}  # the ended ones are not read again
+    job.abort()
+    assert other.running() == [] and other.get("webui-running").status == "aborted"
+    (workspace.root / "jobs" / "webui-old-1.json").unlink()  # a record removed is gone from the list
+    assert "webui-old-1" not in [found.id for found in other.all()]
+
+
 def test_a_double_click_starts_one_run_and_both_clicks_follow_it(workspace, slow_protfit) -> None:
     tab = TrainTab(workspace, JobRegistry(workspace.root))
     answers: list[list[object]] = []

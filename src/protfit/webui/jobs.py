@@ -272,6 +272,9 @@ class JobRegistry:
         self.root = Path(root).resolve()
         (self.root / JOBS).mkdir(parents=True, exist_ok=True)
         self._jobs: dict[str, Job] = {}  # the jobs this process started (they hold the process)
+        # ended jobs read from disk: an ended record never changes, so every page's 1 s tick re-reads
+        # only the running ones
+        self._ended: dict[str, Job] = {}
         self._lock = threading.RLock()  # start() looks the running jobs up while it holds it
 
     def start(self, job_id: str, argv: list[str], log: Path, run_dir: Path) -> Job:
@@ -315,10 +318,15 @@ class JobRegistry:
             if job_id in self._jobs:
                 return self._jobs[job_id]
         path = self.root / JOBS / f"{job_id}.json"
+        if job_id in self._ended and path.is_file():
+            return self._ended[job_id]
         try:
-            return Job(json.loads(path.read_text()), self.root)
+            job = Job(json.loads(path.read_text()), self.root)
         except (OSError, ValueError):
             return None
+        if job.status != "running":  # settles one whose process is gone
+            self._ended[job_id] = job
+        return job
 
     def all(self) -> list[Job]:
         """Every recorded job, newest first."""
