@@ -105,9 +105,13 @@ def test_the_lr_range_holds_the_start_and_a_decade_below_the_suggestion(tmp_path
     assert capped.params["train.learning_rate"]["high"] == pytest.approx(0.15)
 
 
+def no_early_stopping(tmp_path):
+    raw = base(tmp_path).model_dump(mode="json")
+    raw["train"]["early_stopping"]["patience"] = None
+    return build_config(raw)
+
+
 def test_the_undertrained_diagnosis_widens_epochs_patience_and_schedule(tmp_path):
-    plain = search_space(base(tmp_path), 1e-3, RANGE_TEST, Diagnosis("none", undertrained=False))
-    assert "train.epochs" not in plain.params
     space = search_space(base(tmp_path), 1e-3, RANGE_TEST, Diagnosis("none", undertrained=True))
     assert space.params["train.epochs"]["choices"] == [30, 60, 150]
     assert space.params["train.early_stopping.patience"]["choices"] == [5, 20]
@@ -115,10 +119,22 @@ def test_the_undertrained_diagnosis_widens_epochs_patience_and_schedule(tmp_path
     assert space.start["train.epochs"] == 30  # trial 0 is the start
 
 
+def test_with_early_stopping_more_epochs_are_searched_but_not_patience_or_schedule(tmp_path):
+    # a start that early stopping ended: trials with more regularization learn slower, and early
+    # stopping ends each one that stops improving, so longer limits cost only where they help
+    stopped = search_space(base(tmp_path), 1e-3, RANGE_TEST, Diagnosis("none", undertrained=False))
+    assert stopped.params["train.epochs"]["choices"] == [30, 60, 150]
+    assert "train.early_stopping.patience" not in stopped.params
+    assert "train.scheduler.name" not in stopped.params
+    # without early stopping every epoch is spent: the start's epochs only
+    plain = search_space(no_early_stopping(tmp_path), 1e-3, RANGE_TEST, Diagnosis("none"))
+    assert "train.epochs" not in plain.params
+
+
 def test_pruning_waits_for_a_tenth_of_the_longest_training_searched(tmp_path):
     from protfit.sweep.tune import longest_training
 
-    start = base(tmp_path)
+    start = no_early_stopping(tmp_path)
     plain = search_space(start, 1e-3, RANGE_TEST, Diagnosis("none", undertrained=False))
     assert longest_training(plain, start) == 30
     # epochs x5 searched: a 150-epoch trial is not judged at epoch 3 against 30-epoch ones
@@ -151,6 +167,10 @@ def test_overfitting_adds_smaller_heads_and_a_frozen_backbone_searches_the_poole
         "model.pooler"
     ]
     assert "flatten" in equal["choices"]
+    # where the one-hot residues fit beside the pooled vector, they replace flatten's 64 x H inputs
+    fits = search_space(frozen, 1e-3, RANGE_TEST, Diagnosis("none", equal_lengths=True, length=64)).params
+    assert fits["model.pooler"]["choices"] == ["mean", "attention1d"]
+    assert ["onehot"] in fits["model.extra_features"]["choices"]
 
 
 def test_batch_size_is_searched_only_where_the_data_allow(tmp_path):
