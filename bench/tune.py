@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python bench/tune.py                                      # every default row, budget 20
     OMP_NUM_THREADS=1 python bench/tune.py --rows gb1_two_vs_rest:onehot,deeploc:onehot --jobs 2
     OMP_NUM_THREADS=1 python bench/tune.py --report-only                        # tables from finished tunes
+    OMP_NUM_THREADS=1 python bench/tune.py --rows flab_d44:onehot --keep          # rerun one, keep the rest
 
 Each row (data set, start) is an ordinary `protfit tune` of a starting config in bench/configs/tune/
 (one file per start; the data set is set by overrides), run as a subprocess in WORK/<dataset>-<start>.
@@ -245,9 +246,31 @@ def record(row: str, args: argparse.Namespace) -> dict[str, Any] | None:
         },
         "collapsed_trials": len(tune["collapsed_trials"]) if "collapsed_trials" in tune else None,
         "wall_time_s": tune.get("wall_time_s"),
+        "protfit_commit": tuned_by(folder),
         "never_worse": at_least(tuned.get("test_mean"), floor, mode),
         "beats_mlp": at_least(tuned.get("test_mean"), mlp.get("value"), mode),
     }
+
+
+def tuned_by(folder: Path) -> str | None:
+    """The protfit commit the untuned run recorded (run.json), short, with -dirty kept."""
+    run = folder / "untuned" / "run.json"
+    if not run.is_file():
+        return None
+    commit = (json.loads(run.read_text()).get("environment") or {}).get("protfit_git_commit") or ""
+    return (commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")) or None
+
+
+def kept_records(rows: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """--keep: the rows of the existing --out-csv that this command does not measure, as they were."""
+    if not (args.keep and args.out_csv.is_file()):
+        return []
+    frame = pd.read_csv(args.out_csv)
+    frame = frame[[f"{d}:{s}" not in rows for d, s in zip(frame["dataset"], frame["start"], strict=True)]]
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in frame.to_dict("records")
+    ]
 
 
 def present(value: Any, digits: str = ".3f") -> str:
@@ -288,8 +311,8 @@ def tune_block(records: list[dict[str, Any]], missing: list[str], args: argparse
         *header(args),
         "| data set | start | metric | untuned val | untuned test | tuned val (mean) | tuned test (mean ± sd) "
         "| tuned test per seed | linear baseline test | sklearn MLP test (grid choice, val) | recommended "
-        "| collapsed trials | wall time (s) | never worse | beats MLP |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| collapsed trials | wall time (s) | protfit | never worse | beats MLP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         sd = f" ± {r['tuned_test_sd']:.3f}" if number(r["tuned_test_sd"]) else ""
@@ -300,7 +323,7 @@ def tune_block(records: list[dict[str, Any]], missing: list[str], args: argparse
             f"| {present(r['tuned_val_mean'])} | {present(r['tuned_test_mean'])}{sd} | {r['tuned_test_seeds'] or '–'} "
             f"| {interval(r, 'linear_test')} {r['linear_name'] or ''} | {interval(r, 'mlp_test')} ({grid or '–'}) "
             f"| {present(r['recommended'])}{start} | {present(r['collapsed_trials'])} | {present(r['wall_time_s'], '.0f')} "
-            f"| {present(r['never_worse'])} | {present(r['beats_mlp'])} |"
+            f"| {present(r.get('protfit_commit'))} | {present(r['never_worse'])} | {present(r['beats_mlp'])} |"
         )
     if missing:
         lines += ["", "Not measured: " + "; ".join(missing) + "."]
@@ -347,6 +370,9 @@ def report(rows: list[str], skipped: dict[str, str], args: argparse.Namespace) -
     records = [r for row in rows if (r := record(row, args)) is not None]
     done = {f"{r['dataset']}:{r['start']}" for r in records}
     missing = [f"{row} ({skipped.get(row, 'no tune.json')})" for row in rows if row not in done]
+    records += kept_records(rows, args)
+    order = {row: index for index, row in enumerate(DEFAULT_ROWS)}
+    records.sort(key=lambda r: order.get(f"{r['dataset']}:{r['start']}", len(order)))
     args.out_csv.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(records).to_csv(args.out_csv, index=False)
     update_doc(args.doc, "tune", tune_block(records, missing, args))
@@ -386,6 +412,11 @@ def main() -> int:
         "--report-only", action="store_true", help="rebuild the tables from existing tune.json files"
     )
     parser.add_argument("--out-csv", type=Path, default=REPO / "bench" / "results" / "tune.csv")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the rows of the existing --out-csv that --rows does not name (each names its protfit commit)",
+    )
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "tuning.md")
     parser.add_argument("--calibration-doc", type=Path, default=REPO / "docs" / "sweeps.md")
     args = parser.parse_args()
