@@ -163,6 +163,10 @@ def test_overfitting_adds_smaller_heads_and_a_frozen_backbone_searches_the_poole
         "model.pooler"
     ]
     assert poolers["choices"] == ["mean", "attention1d"]
+    # and the head's norm: a frozen model's pooled states keep their scales
+    frozen_space = search_space(frozen, 1e-3, RANGE_TEST, Diagnosis("none"))
+    assert frozen_space.params["model.head.norm"]["choices"] == ["none", "layernorm"]
+    assert "model.head.norm" not in search_space(base(tmp_path), 1e-3, RANGE_TEST, Diagnosis("none")).params
     equal = search_space(frozen, 1e-3, RANGE_TEST, Diagnosis("none", equal_lengths=True)).params[
         "model.pooler"
     ]

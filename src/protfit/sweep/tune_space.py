@@ -31,6 +31,10 @@ The rules (also in docs/tuning.md), from the starting config, the range test and
   Flatten only where the one-hot residues (below) do not fit: both give the head each position, and
   flatten's L x H inputs (113,664 for a 222-residue antibody at H = 512) made one trial 25x as long
   as a mean-pooled one (327 s against 13 s on FLAb D44) for validation Spearman 0.04.
+  And the head's normalisation, the start's or ``layernorm``: the pooled states of a frozen model
+  keep its scales (nothing upstream adapts them), and without a norm the best FLAb D44 trial
+  (AntiBERTy + one-hot + zero-shot, learning rate 0.008) collapsed or stalled on 2 of 3 seeds
+  (validation 0.48, 0.14, a constant) where layernorm trained on all three (0.45, 0.48, 0.46).
   ``light_attention`` only when the start uses it: its two width-9 convolutions over the residue
   states cost ~36 H^2 FLOP per residue (4.7 GFLOP per 222-residue antibody at H = 512, ~100x the
   head), so one such trial takes as long as dozens of others on a CPU.
@@ -166,6 +170,13 @@ def search_space(base: RunConfig, start_lr: float, range_test: dict[str, Any], d
         if diagnosis.equal_lengths and base.data.max_seq_len is not None and not onehot_fits(base, diagnosis):
             poolers.append("flatten")
         _choices(space, "model.pooler", base.model.pooler, poolers)
+        head = base.model.head
+        if head.hidden_dims and head.norm != "layernorm":
+            _choices(space, "model.head.norm", head.norm, ["layernorm"])
+            space.why.append(
+                "a frozen backbone: the head's normalisation (its pooled states keep the scales the frozen "
+                "model gave them; layernorm after the first linear map steadies the head)"
+            )
         space.why.append(
             f"a frozen backbone: the pooler ({', '.join(space.params['model.pooler']['choices'])})"
         )
