@@ -201,3 +201,31 @@ def test_a_kill_while_history_is_written_keeps_the_previous_history(tmp_path, mo
     monkeypatch.undo()
     assert pd.read_csv(tmp_path / "history.csv").to_dict("records") == [{"epoch": 1, "train_loss": 0.5}]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["history.csv", "history.jsonl"]
+
+
+def test_two_threads_writing_one_file_at_once_each_replace_it_whole(tmp_path) -> None:
+    import threading
+
+    from protfit.report.run_dir import atomic_write
+
+    target = tmp_path / "record.json"
+    both_written = threading.Barrier(2, timeout=10)
+    errors: list[BaseException] = []
+
+    def save(text: str) -> None:
+        def write(temporary) -> None:
+            temporary.write_text(text)
+            both_written.wait()  # both temporaries exist before either is renamed
+
+        try:
+            atomic_write(target, write)
+        except BaseException as error:  # one temporary for both threads: the second rename failed
+            errors.append(error)
+
+    threads = [threading.Thread(target=save, args=(text,)) for text in ("a" * 100, "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and target.read_text() in ("a" * 100, "b")
+    assert [path.name for path in tmp_path.iterdir()] == ["record.json"]  # no temporary left

@@ -43,7 +43,7 @@ def test_widgets_follow_field_types_defaults_limits_and_choices() -> None:
     assert specs["model.embedding_cache"].info.startswith("Frozen backbone")
     assert not {"data.path", "output.dir", "output.name", "output.overwrite"} & set(specs)
     extra = specs["model.extra_features"]
-    assert (extra.kind, extra.choices, extra.default) == ("multiselect", ("zero_shot",), [])
+    assert (extra.kind, extra.choices, extra.default) == ("multiselect", ("onehot", "zero_shot"), [])
     zero_shot = specs["evaluation.baselines.zero_shot"]
     assert (zero_shot.kind, zero_shot.choices, zero_shot.default) == (
         "dropdown",

@@ -38,6 +38,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -56,10 +57,11 @@ _MAX_NAME_SUFFIX = 100
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write`` on a temporary file of this process beside ``path``, then rename it onto
-    ``path``: a kill mid-write leaves the previous file whole (a plain write left a 0-byte
-    history.csv), and processes writing the same file (sweep workers) never interleave."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    """Call ``write`` on a temporary file of this process and thread beside ``path``, then rename it
+    onto ``path``: a kill mid-write leaves the previous file whole (a plain write left a 0-byte
+    history.csv), and processes or threads writing the same file (sweep workers; a web UI job's
+    reaper thread and a page settling the same record) never interleave or take each other's file."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
     try:
         write(temporary)
         os.replace(temporary, path)
