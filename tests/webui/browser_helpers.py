@@ -92,4 +92,12 @@ def never_stop_early(page) -> None:
     """Open Advanced's Train › Early stopping section and clear Patience: only Abort ends the run."""
     page.get_by_role("button", name=re.compile(r"^Train\b(?! the)")).click()  # Advanced's section
     page.get_by_role("button", name=re.compile(r"^Early stopping \(train\.early_stopping\)")).click()
+    box = field(page, "Patience")
+    box.wait_for(state="visible")
+    # the sections opened above render their fields; a value typed while they still rendered was lost
+    # now and then (the run then stopped early with the default patience): let them settle first
+    page.wait_for_timeout(1_000)
     set_number(page, "Patience", None)
+    from playwright.sync_api import expect
+
+    expect(box).to_have_value("")
