@@ -43,8 +43,9 @@ The rules (also in docs/tuning.md), from the starting config, the range test and
   and without ``zero_shot`` in ``model.extra_features`` (Hsu et al. 2022's augmented model). Cheap:
   the score of every variant is a lookup in one reference table, cached on disk for every trial.
 * **one-hot residues beside a frozen backbone**: for equal-length variants with ``data.max_seq_len``
-  at most twice their length (the block has max_seq_len x 21 columns), with and without ``onehot`` in ``model.extra_features``: the pooled vector of a frozen model
-  blurs the one residue a variant changes, and a frozen backbone cannot learn to sharpen it. Cheap:
+  at most twice their length (the block has max_seq_len x 21 columns), with and without ``onehot`` in
+  ``model.extra_features``: the pooled vector of a frozen model blurs the one residue a variant
+  changes, and a frozen backbone cannot learn to sharpen it. Cheap:
   the head's input grows by 21 columns per position, the backbone's cached states are shared.
 * **batch size**: half and double the start's where the training split still gives 20 batches an
   epoch at the larger size.
@@ -145,10 +146,11 @@ def search_space(base: RunConfig, start_lr: float, range_test: dict[str, Any], d
         _float(space, "model.head.dropout", dropout, 0.0, max(0.5, dropout))
         _float(space, "train.weight_decay", decay, 1e-5, max(1e-1, decay), log=True)
         space.why.append(f"no overfitting diagnosis ({verdict}): the quick preset's dropout and weight decay")
-    if diagnosis.undertrained:
+    patience = base.train.early_stopping.patience
+    if diagnosis.undertrained or patience is not None:
         epochs = base.train.epochs
         _choices(space, "train.epochs", epochs, [epochs * factor for factor in EPOCH_FACTORS])
-        patience = base.train.early_stopping.patience
+    if diagnosis.undertrained:
         if patience is not None:
             _choices(
                 space, "train.early_stopping.patience", patience, [patience * f for f in PATIENCE_FACTORS]
@@ -158,9 +160,7 @@ def search_space(base: RunConfig, start_lr: float, range_test: dict[str, Any], d
             "the untuned run is undertrained (validation still improving at the end): more epochs, "
             "more patience, a constant schedule"
         )
-    elif base.train.early_stopping.patience is not None:
-        epochs = base.train.epochs
-        _choices(space, "train.epochs", epochs, [epochs * factor for factor in EPOCH_FACTORS])
+    elif patience is not None:
         space.why.append(
             "more epochs (early stopping ends a trial once it stops improving): a trial with more "
             "dropout or weight decay, or another rate, learns slower than the start"
