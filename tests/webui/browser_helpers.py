@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from protfit.data.synthetic import write_synthetic_dataset
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 RUN_TIMEOUT = 240_000  # ms: a tiny run, on a busy 2-core machine
 
@@ -50,6 +52,16 @@ def serve(root: Path) -> Iterator[tuple[str, Path]]:
     finally:
         app.protfit_jobs.stop_all()
         app.close()
+
+
+def classification_workspace(factory) -> Path:
+    """A new workspace (from pytest's ``tmp_path_factory``) with a two-class synthetic data set in
+    ``datasets/syn``: 40 training, 20 validation and 20 test sequences."""
+    root = factory.mktemp("workspace")
+    write_synthetic_dataset(
+        root / "datasets" / "syn", "single_label_classification", n_train=40, n_validation=20, n_test=20
+    )
+    return root
 
 
 def open_page(browser, url: str):

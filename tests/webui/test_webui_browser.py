@@ -13,7 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_helpers import RUN_TIMEOUT, browser_expect, choose, field, never_stop_early, serve, set_number
+from browser_helpers import (
+    RUN_TIMEOUT,
+    browser_expect,
+    choose,
+    classification_workspace,
+    field,
+    never_stop_early,
+    serve,
+    set_number,
+)
 
 from protfit.config import ConfigError, build_config
 from protfit.data.synthetic import write_synthetic_dataset
@@ -23,10 +32,7 @@ expect = browser_expect()
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    root = tmp_path_factory.mktemp("workspace")
-    write_synthetic_dataset(
-        root / "datasets" / "syn", "single_label_classification", n_train=40, n_validation=20, n_test=20
-    )
+    root = classification_workspace(tmp_path_factory)
     outside = tmp_path_factory.mktemp("outside")
     write_synthetic_dataset(outside, "single_label_classification", n_train=10, n_validation=5, n_test=5)
     (root / "datasets" / "escape").symlink_to(outside, target_is_directory=True)

@@ -18,6 +18,7 @@ from browser_helpers import (
     RUN_TIMEOUT,
     browser_expect,
     choose,
+    classification_workspace,
     never_stop_early,
     open_page,
     serve,
@@ -26,18 +27,13 @@ from browser_helpers import (
 
 import protfit
 from protfit.config import build_config
-from protfit.data.synthetic import write_synthetic_dataset
 
 expect = browser_expect()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    root = tmp_path_factory.mktemp("workspace")
-    write_synthetic_dataset(
-        root / "datasets" / "syn", "single_label_classification", n_train=40, n_validation=20, n_test=20
-    )
-    with serve(root) as served:
+    with serve(classification_workspace(tmp_path_factory)) as served:
         yield served
 
 
